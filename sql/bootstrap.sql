@@ -1,0 +1,55 @@
+-- Storage shared with the pylon runtime (DESIGN 2). An existing table created earlier by the
+-- runtime is adopted as it is; only its shape is checked.
+DO $$
+DECLARE
+    missing text;
+    blocking text;
+BEGIN
+    IF to_regclass('_pylon_crdt_snapshots') IS NULL THEN
+        CREATE TABLE _pylon_crdt_snapshots (
+            entity     text        NOT NULL,
+            row_id     text        NOT NULL,
+            snapshot   bytea       NOT NULL,
+            updated_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (entity, row_id)
+        );
+        -- Docs are user data: pg_dump keeps them although the table belongs to the extension.
+        PERFORM pg_catalog.pg_extension_config_dump('_pylon_crdt_snapshots', '');
+    ELSE
+        SELECT string_agg(c, ', ') INTO missing
+        FROM unnest(ARRAY['entity', 'row_id', 'snapshot', 'updated_at']) AS c
+        WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a
+                          WHERE a.attrelid = '_pylon_crdt_snapshots'::regclass
+                            AND a.attname = c AND NOT a.attisdropped);
+        IF missing IS NOT NULL THEN
+            RAISE EXCEPTION 'existing _pylon_crdt_snapshots lacks column(s) %', missing
+                USING ERRCODE = 'invalid_table_definition';
+        END IF;
+        -- The runtime inserts only the known columns, so extra ones need defaults.
+        SELECT string_agg(a.attname, ', ') INTO blocking
+        FROM pg_attribute a
+        WHERE a.attrelid = '_pylon_crdt_snapshots'::regclass AND a.attnum > 0
+          AND NOT a.attisdropped AND a.attnotnull AND NOT a.atthasdef
+          AND a.attname NOT IN ('entity', 'row_id', 'snapshot');
+        IF blocking IS NOT NULL THEN
+            RAISE EXCEPTION 'existing _pylon_crdt_snapshots has NOT NULL column(s) without default: %', blocking
+                USING ERRCODE = 'invalid_table_definition';
+        END IF;
+    END IF;
+END
+$$;
+
+-- Tables whose rows are CRDT docs (DESIGN 4).
+CREATE TABLE _pylon_crdt_registry (
+    entity    text     PRIMARY KEY,
+    relation  regclass NOT NULL UNIQUE,
+    id_column name     NOT NULL DEFAULT 'id',
+    fields    jsonb    NOT NULL
+);
+SELECT pg_catalog.pg_extension_config_dump('_pylon_crdt_registry', '');
+
+-- Only the extension's functions (running as the table owner) write these; they check the
+-- caller's rights on the entity's own table first (DESIGN 8).
+REVOKE ALL ON _pylon_crdt_snapshots FROM PUBLIC;
+REVOKE ALL ON _pylon_crdt_registry FROM PUBLIC;
+GRANT SELECT ON _pylon_crdt_registry TO PUBLIC;

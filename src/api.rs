@@ -1,0 +1,89 @@
+//! The SQL surface (DESIGN 4): thin wrappers over `row` and the pure `doc` core.
+
+use pgrx::prelude::*;
+use pgrx::JsonB;
+
+use crate::doc;
+use crate::error::{OrRaise, RowRef};
+use crate::materialize::EntityTable;
+use crate::row::{self, Entity};
+
+/// Applies a JSON patch to the row's doc and returns the projection of every field.
+#[pg_extern(volatile, parallel_unsafe)]
+fn pylon_crdt_apply_patch(entity: &str, row_id: &str, fields: JsonB, patch: JsonB) -> JsonB {
+    let row = RowRef { entity, row_id };
+    let target = Entity::with_fields(row, &fields.0);
+    JsonB(row::write(row, &target, |d| doc::apply_patch(d, &target.fields, &patch.0)))
+}
+
+/// `pylon_crdt_apply_patch` for an entity registered with `pylon_crdt_enable`.
+#[pg_extern(volatile, parallel_unsafe, name = "pylon_crdt_apply_patch")]
+fn pylon_crdt_apply_patch_registered(entity: &str, row_id: &str, patch: JsonB) -> JsonB {
+    let row = RowRef { entity, row_id };
+    let target = Entity::registered(row);
+    JsonB(row::write(row, &target, |d| doc::apply_patch(d, &target.fields, &patch.0)))
+}
+
+/// Imports a Loro update or snapshot from a peer and returns the projection.
+#[pg_extern(volatile, parallel_unsafe)]
+fn pylon_crdt_apply_update(entity: &str, row_id: &str, fields: JsonB, update: &[u8]) -> JsonB {
+    let row = RowRef { entity, row_id };
+    let target = Entity::with_fields(row, &fields.0);
+    JsonB(row::write(row, &target, |d| doc::import(d, update)))
+}
+
+#[pg_extern(volatile, parallel_unsafe, name = "pylon_crdt_apply_update")]
+fn pylon_crdt_apply_update_registered(entity: &str, row_id: &str, update: &[u8]) -> JsonB {
+    let row = RowRef { entity, row_id };
+    let target = Entity::registered(row);
+    JsonB(row::write(row, &target, |d| doc::import(d, update)))
+}
+
+/// The row's full Loro snapshot; an encoded empty doc when it has none.
+#[pg_extern(stable, parallel_safe)]
+fn pylon_crdt_snapshot(entity: &str, row_id: &str) -> Vec<u8> {
+    let row = RowRef { entity, row_id };
+    row::read(row, EntityTable::resolve(entity).as_ref(), doc::snapshot)
+}
+
+/// The row's encoded version vector, for `pylon_crdt_update_since`.
+#[pg_extern(stable, parallel_safe)]
+fn pylon_crdt_version(entity: &str, row_id: &str) -> Vec<u8> {
+    let row = RowRef { entity, row_id };
+    row::read(row, EntityTable::resolve(entity).as_ref(), doc::version)
+}
+
+/// The ops a peer at version `since` lacks, as a Loro update.
+#[pg_extern(stable, parallel_safe)]
+fn pylon_crdt_update_since(entity: &str, row_id: &str, since: &[u8]) -> Vec<u8> {
+    let row = RowRef { entity, row_id };
+    let since = doc::decode_version(since).or_raise(row);
+    row::read(row, EntityTable::resolve(entity).as_ref(), |d| doc::updates_since(d, &since)).or_raise(row)
+}
+
+/// The projection of the given fields.
+#[pg_extern(stable, parallel_safe)]
+fn pylon_crdt_project(entity: &str, row_id: &str, fields: JsonB) -> JsonB {
+    let row = RowRef { entity, row_id };
+    let target = Entity::with_fields(row, &fields.0);
+    JsonB(row::read(row, target.table.as_ref(), |d| doc::project(d, &target.fields)).or_raise(row))
+}
+
+#[pg_extern(stable, parallel_safe, name = "pylon_crdt_project")]
+fn pylon_crdt_project_registered(entity: &str, row_id: &str) -> JsonB {
+    let row = RowRef { entity, row_id };
+    let target = Entity::registered(row);
+    JsonB(row::read(row, target.table.as_ref(), |d| doc::project(d, &target.fields)).or_raise(row))
+}
+
+/// Deletes the row's doc (the entity row stays); true when there was one.
+#[pg_extern(volatile, parallel_unsafe)]
+fn pylon_crdt_delete(entity: &str, row_id: &str) -> bool {
+    row::delete(RowRef { entity, row_id })
+}
+
+/// The runtime's advisory-lock key for a string (DESIGN 5), for clients that lock by hand.
+#[pg_extern(immutable, parallel_safe)]
+fn pylon_crdt_lock_key(s: &str) -> i32 {
+    crate::store::advisory_key(s)
+}

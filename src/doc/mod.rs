@@ -1,0 +1,118 @@
+//! The pure Loro core: field kinds, patch application and projection.
+//!
+//! Nothing here knows about Postgres, so it is unit- and property-tested with `cargo test`;
+//! the SPI, trigger and SQL layers are thin adapters around it (like loro's own bindings).
+//! Doc shape (the pylon projection contract): one root map named `row` whose keys are the
+//! field names.
+
+pub mod fields;
+pub mod json;
+pub mod patch;
+pub mod project;
+
+use std::fmt;
+
+use loro::{ExportMode, LoroDoc, LoroMap, VersionVector};
+
+pub use fields::{parse_fields, BaseType, Field, FieldKind};
+pub use patch::apply_patch;
+pub use project::project;
+
+/// Name of the root map every field lives in.
+pub const ROOT_MAP: &str = "row";
+
+/// What can go wrong in the pure core; `crate::error` maps each variant to a SQLSTATE and
+/// adds the entity and row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DocError {
+    /// Bad fields spec or annotation (22023).
+    Fields(String),
+    /// A patch value of the wrong shape, or an op Loro refused (22023).
+    Patch { field: Option<String>, message: String },
+    /// Bytes that are not a Loro snapshot, update or version vector (22P03).
+    Bytes(String),
+    /// An update that needs history this doc does not have (55000).
+    Pending(String),
+    /// Content past a built-in limit, such as a tree too deep to project (54000).
+    Limit(String),
+}
+
+impl DocError {
+    pub fn fields(message: String) -> Self {
+        DocError::Fields(message)
+    }
+
+    pub fn patch(field: &str, message: impl Into<String>) -> Self {
+        DocError::Patch { field: Some(field.to_owned()), message: message.into() }
+    }
+}
+
+impl fmt::Display for DocError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DocError::Fields(m) => write!(f, "invalid fields spec: {m}"),
+            DocError::Patch { field: Some(field), message } => write!(f, "field \"{field}\": {message}"),
+            DocError::Patch { field: None, message } => f.write_str(message),
+            DocError::Bytes(m) => write!(f, "malformed Loro data: {m}"),
+            DocError::Pending(m) | DocError::Limit(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for DocError {}
+
+/// A doc that edits under a peer id never used before: a fixed server peer id reused after
+/// reloading a snapshot would reuse op ids, which Loro rejects or mis-merges (DESIGN 6).
+pub fn fresh_peer(doc: &LoroDoc) {
+    // Peer ids are u64; Loro reserves u64::MAX, so stay below it.
+    let peer = rand::random::<u64>() % (u64::MAX - 1);
+    doc.set_peer_id(peer).expect("a peer id below u64::MAX is valid");
+}
+
+/// Decodes a stored snapshot (full or shallow) into a doc ready for local edits.
+pub fn load(snapshot: Option<&[u8]>) -> Result<LoroDoc, DocError> {
+    let doc = LoroDoc::new();
+    if let Some(bytes) = snapshot {
+        import(&doc, bytes)?;
+    }
+    fresh_peer(&doc);
+    Ok(doc)
+}
+
+/// Imports a peer's update or snapshot. An update that depends on ops this doc lacks is an
+/// error rather than a silently pending doc.
+pub fn import(doc: &LoroDoc, bytes: &[u8]) -> Result<(), DocError> {
+    let status = doc.import(bytes).map_err(|e| DocError::Bytes(e.to_string()))?;
+    if let Some(pending) = status.pending {
+        let missing: Vec<String> = pending
+            .iter()
+            .map(|(peer, (start, end))| format!("peer {peer} ops {start}..{end}"))
+            .collect();
+        return Err(DocError::Pending(format!(
+            "update depends on history this doc does not have ({})",
+            missing.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+pub fn root(doc: &LoroDoc) -> LoroMap {
+    doc.get_map(ROOT_MAP)
+}
+
+pub fn snapshot(doc: &LoroDoc) -> Vec<u8> {
+    doc.export(ExportMode::Snapshot).expect("exporting a snapshot of a loaded doc succeeds")
+}
+
+pub fn version(doc: &LoroDoc) -> Vec<u8> {
+    doc.oplog_vv().encode()
+}
+
+pub fn decode_version(bytes: &[u8]) -> Result<VersionVector, DocError> {
+    VersionVector::decode(bytes).map_err(|e| DocError::Bytes(format!("version vector: {e}")))
+}
+
+/// The ops a peer at version `since` is missing.
+pub fn updates_since(doc: &LoroDoc, since: &VersionVector) -> Result<Vec<u8>, DocError> {
+    doc.export(ExportMode::updates(since)).map_err(|e| DocError::Bytes(e.to_string()))
+}

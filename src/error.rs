@@ -1,0 +1,51 @@
+//! One place that turns failures into Postgres errors with fitting SQLSTATEs (DESIGN 7).
+//! Every message names the entity and row, and the field when there is one.
+
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::{PgLogLevel, PgSqlErrorCode};
+
+use crate::doc::DocError;
+
+/// The row a call is about, for error messages.
+#[derive(Clone, Copy)]
+pub struct RowRef<'a> {
+    pub entity: &'a str,
+    pub row_id: &'a str,
+}
+
+impl std::fmt::Display for RowRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "entity \"{}\" row \"{}\"", self.entity, self.row_id)
+    }
+}
+
+/// Raises an ERROR; the transaction aborts, so nothing a failed call did is kept.
+pub fn raise(code: PgSqlErrorCode, message: String) -> ! {
+    ErrorReport::new(code, message, "pylon_crdt").report(PgLogLevel::ERROR);
+    unreachable!("an ERROR report does not return")
+}
+
+pub fn sqlstate_of(err: &DocError) -> PgSqlErrorCode {
+    match err {
+        DocError::Fields(_) | DocError::Patch { .. } => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+        DocError::Bytes(_) => PgSqlErrorCode::ERRCODE_INVALID_BINARY_REPRESENTATION,
+        DocError::Pending(_) => PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        DocError::Limit(_) => PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+    }
+}
+
+/// Raises a core error with the row it concerns.
+pub fn raise_doc(row: RowRef<'_>, err: DocError) -> ! {
+    raise(sqlstate_of(&err), format!("pylon_crdt: {row}: {err}"))
+}
+
+pub trait OrRaise<T> {
+    /// Unwraps, or raises the error as a Postgres ERROR naming `row`.
+    fn or_raise(self, row: RowRef<'_>) -> T;
+}
+
+impl<T> OrRaise<T> for Result<T, DocError> {
+    fn or_raise(self, row: RowRef<'_>) -> T {
+        self.unwrap_or_else(|e| raise_doc(row, e))
+    }
+}
