@@ -10,6 +10,9 @@ pub mod json;
 pub mod patch;
 pub mod project;
 
+#[cfg(test)]
+mod tests;
+
 use std::fmt;
 
 use loro::{ExportMode, LoroDoc, LoroMap, VersionVector};
@@ -109,7 +112,12 @@ pub fn version(doc: &LoroDoc) -> Vec<u8> {
 }
 
 pub fn decode_version(bytes: &[u8]) -> Result<VersionVector, DocError> {
-    VersionVector::decode(bytes).map_err(|e| DocError::Bytes(format!("version vector: {e}")))
+    let vv = VersionVector::decode(bytes).map_err(|e| DocError::Bytes(format!("version vector: {e}")))?;
+    // The decoder ignores trailing bytes; a blob that is not exactly one vector is refused.
+    if vv.encode().len() != bytes.len() {
+        return Err(DocError::Bytes("version vector: unexpected trailing bytes".into()));
+    }
+    Ok(vv)
 }
 
 /// The ops a peer at version `since` is missing.

@@ -1,0 +1,302 @@
+//! Unit and property tests of the pure core: no Postgres, just Loro docs.
+
+use loro::{ExportMode, LoroDoc};
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+use super::*;
+
+fn fields() -> Vec<Field> {
+    parse_fields(&json!({
+        "title": "string", "done": "bool", "n": "int", "x": "float", "body": "richtext",
+        "votes": {"type": "int", "crdt": "counter"},
+        "tags": {"type": "string", "crdt": "list"},
+        "order": {"type": "string", "crdt": "movable-list"},
+        "outline": {"type": "string", "crdt": "tree"}
+    }))
+    .unwrap()
+}
+
+fn patched(doc: &LoroDoc, patch: Value) -> Value {
+    apply_patch(doc, &fields(), &patch).unwrap();
+    project(doc, &fields()).unwrap()
+}
+
+/// A peer that starts from `base`'s current state, editing under its own fresh peer id.
+fn fork(base: &LoroDoc) -> LoroDoc {
+    load(Some(&snapshot(base))).unwrap()
+}
+
+/// Both peers receive what they lack from the other.
+fn exchange(a: &LoroDoc, b: &LoroDoc) {
+    let a_to_b = a.export(ExportMode::updates(&b.oplog_vv())).unwrap();
+    let b_to_a = b.export(ExportMode::updates(&a.oplog_vv())).unwrap();
+    import(b, &a_to_b).unwrap();
+    import(a, &b_to_a).unwrap();
+}
+
+#[test]
+fn lww_fields_set_and_clear() {
+    let doc = load(None).unwrap();
+    let got = patched(&doc, json!({"title": "t", "done": true, "n": 3, "x": 1.5}));
+    assert_eq!(got["title"], json!("t"));
+    assert_eq!(got["done"], json!(true));
+    assert_eq!(got["n"], json!(3));
+    assert_eq!(got["x"], json!(1.5));
+    assert_eq!(patched(&doc, json!({"title": null}))["title"], Value::Null);
+}
+
+#[test]
+fn unchanged_values_record_no_ops() {
+    let doc = load(None).unwrap();
+    patched(&doc, json!({"title": "t", "body": "b", "votes": 2, "tags": ["a"]}));
+    let before = doc.oplog_vv();
+    patched(&doc, json!({"title": "t", "body": "b", "votes": 2, "tags": ["a"]}));
+    assert_eq!(doc.oplog_vv(), before);
+}
+
+#[test]
+fn shapes_are_checked_before_anything_changes() {
+    let doc = load(None).unwrap();
+    for bad in [
+        json!({"title": 1}), json!({"done": "yes"}), json!({"n": 1.5}), json!({"x": "1"}),
+        json!({"body": ["a"]}), json!({"votes": {"add": 1}}), json!({"votes": {"increment": "1"}}),
+        json!({"tags": "a"}), json!({"tags": {"move": [0, 1]}}), json!({"order": {"swap": [0, 1]}}),
+        json!({"outline": {"create": {"parent": "nope"}}}), json!({"outline": 3}), json!({"zzz": 1}),
+        json!("not an object"),
+    ] {
+        // A good field goes alongside the bad one: it must not be written either.
+        let mut patch = json!({"title": "ok"});
+        match (patch.as_object_mut(), bad.as_object()) {
+            (Some(p), Some(b)) => p.extend(b.clone()),
+            _ => patch = bad.clone(),
+        }
+        assert!(apply_patch(&doc, &fields(), &patch).is_err(), "{bad} should be refused");
+        assert!(doc.oplog_vv().is_empty(), "{bad} changed the doc");
+    }
+}
+
+#[test]
+fn counter_sets_by_delta_and_increments() {
+    let doc = load(None).unwrap();
+    assert_eq!(patched(&doc, json!({"votes": 5}))["votes"], json!(5));
+    assert_eq!(patched(&doc, json!({"votes": {"increment": 2}}))["votes"], json!(7));
+    assert_eq!(patched(&doc, json!({"votes": 1}))["votes"], json!(1));
+    let peer = fork(&doc);
+    patched(&doc, json!({"votes": {"increment": 10}}));
+    apply_patch(&peer, &fields(), &json!({"votes": {"increment": 100}})).unwrap();
+    exchange(&doc, &peer);
+    assert_eq!(project(&doc, &fields()).unwrap()["votes"], json!(111));
+}
+
+#[test]
+fn text_merges_concurrent_edits_to_different_parts() {
+    let doc = load(None).unwrap();
+    patched(&doc, json!({"body": "The quick brown fox"}));
+    let peer = fork(&doc);
+    patched(&doc, json!({"body": "A quick brown fox"}));
+    apply_patch(&peer, &fields(), &json!({"body": "The quick brown fox jumps"})).unwrap();
+    exchange(&doc, &peer);
+    assert_eq!(project(&doc, &fields()).unwrap()["body"], json!("A quick brown fox jumps"));
+    assert_eq!(project(&peer, &fields()).unwrap(), project(&doc, &fields()).unwrap());
+}
+
+#[test]
+fn list_arrays_diff_and_ops_apply() {
+    let doc = load(None).unwrap();
+    assert_eq!(patched(&doc, json!({"tags": ["a", "b", "c"]}))["tags"], json!(["a", "b", "c"]));
+    let peer = fork(&doc);
+    // Minimal diff: replacing the whole array does not clobber a concurrent insert.
+    assert_eq!(patched(&doc, json!({"tags": ["a", "c", "d"]}))["tags"], json!(["a", "c", "d"]));
+    apply_patch(&peer, &fields(), &json!({"tags": {"insert": [0, "z"]}})).unwrap();
+    exchange(&doc, &peer);
+    assert_eq!(project(&doc, &fields()).unwrap()["tags"], json!(["z", "a", "c", "d"]));
+    assert_eq!(patched(&doc, json!({"tags": {"push": {"k": 1}}}))["tags"], json!(["z", "a", "c", "d", {"k": 1}]));
+    assert_eq!(patched(&doc, json!({"tags": {"delete": [1, 2]}}))["tags"], json!(["z", "d", {"k": 1}]));
+    assert_eq!(
+        patched(&doc, json!({"tags": {"ops": [{"push": 1}, {"insert": [0, 0]}]}}))["tags"],
+        json!([0, "z", "d", {"k": 1}, 1])
+    );
+    let err = apply_patch(&doc, &fields(), &json!({"tags": {"delete": [3, 9]}})).unwrap_err();
+    assert!(err.to_string().contains("out of range"), "{err}");
+}
+
+#[test]
+fn movable_list_moves_and_sets() {
+    let doc = load(None).unwrap();
+    patched(&doc, json!({"order": ["a", "b", "c"]}));
+    assert_eq!(patched(&doc, json!({"order": {"move": [0, 2]}}))["order"], json!(["b", "c", "a"]));
+    assert_eq!(patched(&doc, json!({"order": {"set": [1, "C"]}}))["order"], json!(["b", "C", "a"]));
+    // A concurrent move and set of the same element both survive.
+    let peer = fork(&doc);
+    patched(&doc, json!({"order": {"move": [2, 0]}}));
+    apply_patch(&peer, &fields(), &json!({"order": {"set": [2, "A"]}})).unwrap();
+    exchange(&doc, &peer);
+    assert_eq!(project(&doc, &fields()).unwrap()["order"], json!(["A", "b", "C"]));
+}
+
+#[test]
+fn tree_ops_project_nested_in_sibling_order() {
+    let doc = load(None).unwrap();
+    let got = patched(&doc, json!({"outline": [
+        {"create": {"parent": null, "data": {"title": "root"}}},
+    ]}));
+    let root_id = got["outline"][0]["id"].as_str().unwrap().to_owned();
+    let got = patched(&doc, json!({"outline": [
+        {"create": {"parent": root_id, "data": {"title": "second"}}},
+        {"create": {"parent": root_id, "index": 0, "data": {"title": "first"}}},
+    ]}));
+    let children = &got["outline"][0]["children"];
+    assert_eq!(children[0]["data"], json!({"title": "first"}));
+    assert_eq!(children[1]["data"], json!({"title": "second"}));
+    let second = children[1]["id"].as_str().unwrap().to_owned();
+    let first = children[0]["id"].as_str().unwrap().to_owned();
+    let got = patched(&doc, json!({"outline": [
+        {"move": {"node": second, "parent": null}},
+        {"set": {"node": first, "key": "done", "value": true}},
+    ]}));
+    assert_eq!(got["outline"].as_array().unwrap().len(), 2);
+    assert_eq!(got["outline"][0]["children"][0]["data"], json!({"title": "first", "done": true}));
+    let got = patched(&doc, json!({"outline": {"delete": root_id}}));
+    assert_eq!(got["outline"], json!([{"id": second, "data": {"title": "second"}, "children": []}]));
+    let err = apply_patch(&doc, &fields(), &json!({"outline": {"delete": root_id}})).unwrap_err();
+    assert!(err.to_string().contains("does not exist"), "{err}");
+}
+
+#[test]
+fn malformed_bytes_and_pending_updates_are_errors() {
+    assert!(matches!(load(Some(b"\xde\xad\xbe\xef")), Err(DocError::Bytes(_))));
+    assert!(matches!(decode_version(b"\x01\x02"), Err(DocError::Bytes(_))));
+    let doc = load(None).unwrap();
+    patched(&doc, json!({"title": "a"}));
+    let v1 = doc.oplog_vv();
+    patched(&doc, json!({"title": "b"}));
+    // An update that needs history the receiver lacks is refused, not left pending.
+    let update = doc.export(ExportMode::updates(&v1)).unwrap();
+    assert!(matches!(import(&LoroDoc::new(), &update), Err(DocError::Pending(_))));
+}
+
+#[test]
+fn fresh_peers_never_repeat() {
+    let base = load(None).unwrap();
+    let peers: std::collections::HashSet<u64> = (0..100).map(|_| fork(&base).peer_id()).collect();
+    assert_eq!(peers.len(), 100);
+}
+
+// ---- property tests: peers from a common base converge ----
+
+fn text_strategy(alphabet: &'static str) -> impl Strategy<Value = String> {
+    proptest::collection::vec(proptest::sample::select(alphabet.chars().collect::<Vec<_>>()), 0..24)
+        .prop_map(|cs| cs.into_iter().collect())
+}
+
+fn scalar() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        (0i64..5).prop_map(Value::from),
+        proptest::sample::select(vec!["a", "b", "c"]).prop_map(Value::from),
+    ]
+}
+
+/// A random patch touching one field of any kind (some ops may be out of range: those fail
+/// and leave the peer as it was, which must not break convergence).
+fn any_patch() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        text_strategy("ab").prop_map(|s| json!({"title": s})),
+        any::<bool>().prop_map(|b| json!({"done": b})),
+        text_strategy("abc ").prop_map(|s| json!({"body": s})),
+        (-5i64..5).prop_map(|n| json!({"votes": {"increment": n}})),
+        (-5i64..20).prop_map(|n| json!({"votes": n})),
+        proptest::collection::vec(scalar(), 0..6).prop_map(|v| json!({"tags": v})),
+        scalar().prop_map(|v| json!({"tags": {"push": v}})),
+        (0usize..4, 0usize..3).prop_map(|(i, n)| json!({"tags": {"delete": [i, n]}})),
+        proptest::collection::vec(scalar(), 0..6).prop_map(|v| json!({"order": v})),
+        (0usize..4, 0usize..4).prop_map(|(a, b)| json!({"order": {"move": [a, b]}})),
+        (0usize..4, scalar()).prop_map(|(i, v)| json!({"order": {"set": [i, v]}})),
+        (0usize..8, 0usize..8, 0usize..3).prop_map(|(node, parent, op)| json!({"outline": {"abstract": [node, parent, op]}})),
+    ]
+}
+
+/// Tree ops need ids that exist in the peer; `abstract` ones are resolved against it here.
+fn resolve_tree_op(doc: &LoroDoc, patch: Value) -> Value {
+    let Some(args) = patch.pointer("/outline/abstract").and_then(Value::as_array).cloned() else {
+        return patch;
+    };
+    let pick = |k: &Value| {
+        let nodes: Vec<String> = match root(doc).get("outline") {
+            Some(loro::ValueOrContainer::Container(loro::Container::Tree(t))) => {
+                t.nodes().into_iter().filter(|n| !t.is_node_deleted(n).unwrap_or(true)).map(|n| n.to_string()).collect()
+            }
+            _ => vec![],
+        };
+        let k = k.as_u64().unwrap() as usize;
+        if nodes.is_empty() || k >= nodes.len() { Value::Null } else { Value::from(nodes[k].clone()) }
+    };
+    let (node, parent) = (pick(&args[0]), pick(&args[1]));
+    json!({"outline": match (args[2].as_u64().unwrap(), node.is_null()) {
+        (0, _) | (_, true) => json!({"create": {"parent": parent, "data": {"k": args[0]}}}),
+        (1, false) => json!({"move": {"node": node, "parent": parent}}),
+        _ => json!({"delete": node}),
+    }})
+}
+
+fn apply_all(doc: &LoroDoc, patches: &[Value]) {
+    for p in patches {
+        let _ = apply_patch(doc, &fields(), &resolve_tree_op(doc, p.clone()));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn peers_converge_for_every_kind(
+        base in proptest::collection::vec(any_patch(), 0..6),
+        a in proptest::collection::vec(any_patch(), 0..10),
+        b in proptest::collection::vec(any_patch(), 0..10),
+    ) {
+        let origin = load(None).unwrap();
+        apply_all(&origin, &base);
+        let (pa, pb) = (fork(&origin), fork(&origin));
+        apply_all(&pa, &a);
+        apply_all(&pb, &b);
+        exchange(&pa, &pb);
+        prop_assert_eq!(project(&pa, &fields()).unwrap(), project(&pb, &fields()).unwrap());
+        // Through a snapshot round trip too, as a stored doc would be.
+        prop_assert_eq!(project(&fork(&pa), &fields()).unwrap(), project(&pb, &fields()).unwrap());
+    }
+
+    #[test]
+    fn concurrent_counter_increments_sum(
+        start in -50i64..50,
+        a in proptest::collection::vec(-20i64..20, 0..12),
+        b in proptest::collection::vec(-20i64..20, 0..12),
+    ) {
+        let origin = load(None).unwrap();
+        patched(&origin, json!({"votes": start}));
+        let (pa, pb) = (fork(&origin), fork(&origin));
+        for n in &a { apply_patch(&pa, &fields(), &json!({"votes": {"increment": n}})).unwrap(); }
+        for n in &b { apply_patch(&pb, &fields(), &json!({"votes": {"increment": n}})).unwrap(); }
+        exchange(&pa, &pb);
+        let want = start + a.iter().sum::<i64>() + b.iter().sum::<i64>();
+        prop_assert_eq!(&project(&pa, &fields()).unwrap()["votes"], &json!(want));
+        prop_assert_eq!(&project(&pb, &fields()).unwrap()["votes"], &json!(want));
+    }
+
+    #[test]
+    fn disjoint_text_edits_both_survive(
+        left in text_strategy("abcdefghijklm "),
+        right in text_strategy("nopqrstuvwxyz."),
+        left2 in text_strategy("abcdefghijklm "),
+        right2 in text_strategy("nopqrstuvwxyz."),
+    ) {
+        let origin = load(None).unwrap();
+        patched(&origin, json!({"body": format!("{left}|{right}")}));
+        let (pa, pb) = (fork(&origin), fork(&origin));
+        apply_patch(&pa, &fields(), &json!({"body": format!("{left2}|{right}")})).unwrap();
+        apply_patch(&pb, &fields(), &json!({"body": format!("{left}|{right2}")})).unwrap();
+        exchange(&pa, &pb);
+        let want = json!(format!("{left2}|{right2}"));
+        prop_assert_eq!(&project(&pa, &fields()).unwrap()["body"], &want);
+        prop_assert_eq!(&project(&pb, &fields()).unwrap()["body"], &want);
+    }
+}
