@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test against a real PostgreSQL 15: the pure-core unit and property tests and the
-# #[pg_test]s (`cargo pgrx test`), then the SQL behaviour files (`cargo pgrx regress`).
+# #[pg_test]s (`cargo pgrx test`), then the SQL behaviour files in tests/pg_regress.
 # Works as root on a fresh Debian 12 machine: Postgres itself runs as the `postgres` user,
 # with data directories under $PYLON_CRDT_WORK that this user owns.
 set -euo pipefail
@@ -13,14 +13,16 @@ runas=()
 if [ "$(id -u)" = 0 ]; then
   # Postgres refuses to run as root: clusters run as `postgres` in directories it owns.
   install -d -m 755 "$WORK"
-  install -d -o postgres -g postgres "$WORK/pg_test" "$WORK/regress"
+  install -d -o postgres -g postgres "$WORK/pg_test"
   runas=(--runas postgres)
 fi
 # Each `cargo pgrx test` makes a fresh cluster directory; drop the ones earlier runs left.
-rm -rf "$WORK"/pg_test/15-* "$WORK"/regress/*
+rm -rf "$WORK"/pg_test/15-*
 
 echo "== cargo pgrx test (unit, property and #[pg_test] tests)"
 cargo pgrx test pg15 "${runas[@]}" --pgdata "$WORK/pg_test"
 
-echo "== cargo pgrx regress (tests/pg_regress)"
-cargo pgrx regress pg15 "${runas[@]}" --pgdata "$WORK/regress" --resetdb
+echo "== SQL regression files (tests/pg_regress) against a local cluster"
+scripts/cluster.sh install
+scripts/cluster.sh start
+scripts/regress.sh

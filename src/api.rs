@@ -13,7 +13,9 @@ use crate::row::{self, Entity};
 fn pylon_crdt_apply_patch(entity: &str, row_id: &str, fields: JsonB, patch: JsonB) -> JsonB {
     let row = RowRef { entity, row_id };
     let target = Entity::with_fields(row, &fields.0);
-    JsonB(row::write(row, &target, |d| doc::apply_patch(d, &target.fields, &patch.0)))
+    JsonB(row::write(row, &target, |d| {
+        doc::apply_patch(d, &target.fields, &patch.0)
+    }))
 }
 
 /// `pylon_crdt_apply_patch` for an entity registered with `pylon_crdt_enable`.
@@ -21,7 +23,9 @@ fn pylon_crdt_apply_patch(entity: &str, row_id: &str, fields: JsonB, patch: Json
 fn pylon_crdt_apply_patch_registered(entity: &str, row_id: &str, patch: JsonB) -> JsonB {
     let row = RowRef { entity, row_id };
     let target = Entity::registered(row);
-    JsonB(row::write(row, &target, |d| doc::apply_patch(d, &target.fields, &patch.0)))
+    JsonB(row::write(row, &target, |d| {
+        doc::apply_patch(d, &target.fields, &patch.0)
+    }))
 }
 
 /// Imports a Loro update or snapshot from a peer and returns the projection.
@@ -58,7 +62,10 @@ fn pylon_crdt_version(entity: &str, row_id: &str) -> Vec<u8> {
 fn pylon_crdt_update_since(entity: &str, row_id: &str, since: &[u8]) -> Vec<u8> {
     let row = RowRef { entity, row_id };
     let since = doc::decode_version(since).or_raise(row);
-    row::read(row, EntityTable::resolve(entity).as_ref(), |d| doc::updates_since(d, &since)).or_raise(row)
+    row::read(row, EntityTable::resolve(entity).as_ref(), |d| {
+        doc::updates_since(d, &since)
+    })
+    .or_raise(row)
 }
 
 /// The projection of the given fields.
@@ -66,14 +73,24 @@ fn pylon_crdt_update_since(entity: &str, row_id: &str, since: &[u8]) -> Vec<u8> 
 fn pylon_crdt_project(entity: &str, row_id: &str, fields: JsonB) -> JsonB {
     let row = RowRef { entity, row_id };
     let target = Entity::with_fields(row, &fields.0);
-    JsonB(row::read(row, target.table.as_ref(), |d| doc::project(d, &target.fields)).or_raise(row))
+    JsonB(
+        row::read(row, target.table.as_ref(), |d| {
+            doc::project(d, &target.fields)
+        })
+        .or_raise(row),
+    )
 }
 
 #[pg_extern(stable, parallel_safe, name = "pylon_crdt_project")]
 fn pylon_crdt_project_registered(entity: &str, row_id: &str) -> JsonB {
     let row = RowRef { entity, row_id };
     let target = Entity::registered(row);
-    JsonB(row::read(row, target.table.as_ref(), |d| doc::project(d, &target.fields)).or_raise(row))
+    JsonB(
+        row::read(row, target.table.as_ref(), |d| {
+            doc::project(d, &target.fields)
+        })
+        .or_raise(row),
+    )
 }
 
 /// Deletes the row's doc (the entity row stays); true when there was one.

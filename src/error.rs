@@ -27,7 +27,9 @@ pub fn raise(code: PgSqlErrorCode, message: String) -> ! {
 
 pub fn sqlstate_of(err: &DocError) -> PgSqlErrorCode {
     match err {
-        DocError::Fields(_) | DocError::Patch { .. } => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+        DocError::Fields(_) | DocError::Patch { .. } => {
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE
+        }
         DocError::Bytes(_) => PgSqlErrorCode::ERRCODE_INVALID_BINARY_REPRESENTATION,
         DocError::Pending(_) => PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
         DocError::Limit(_) => PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,

@@ -31,7 +31,8 @@ impl EntityTable {
             store::extension_table("_pylon_crdt_registry")
         );
         let row = query_one::<pgrx::JsonB>(&query, &[entity.into()])?;
-        let [relid, name, id_column, fields] = <[Value; 4]>::try_from(row.0.as_array()?.clone()).ok()?;
+        let [relid, name, id_column, fields] =
+            <[Value; 4]>::try_from(row.0.as_array()?.clone()).ok()?;
         Some(EntityTable {
             relid: pg_sys::Oid::from(relid.as_u64()? as u32),
             name: name.as_str()?.to_owned(),
@@ -50,7 +51,12 @@ impl EntityTable {
                 &[entity.into()],
             )?;
             let name = query_one::<String>("SELECT $1::regclass::text", &[relid.into()])?;
-            Some(EntityTable { relid, name, id_column: "id".into(), fields: None })
+            Some(EntityTable {
+                relid,
+                name,
+                id_column: "id".into(),
+                fields: None,
+            })
         })
     }
 
@@ -66,7 +72,10 @@ impl EntityTable {
             .unwrap_or_else(|| {
                 raise(
                     PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
-                    format!("pylon_crdt: {row}: table {} has no id column \"{}\"", self.name, self.id_column),
+                    format!(
+                        "pylon_crdt: {row}: table {} has no id column \"{}\"",
+                        self.name, self.id_column
+                    ),
                 )
             });
         let fields = projection.as_object().expect("a projection is an object");
@@ -89,8 +98,11 @@ impl EntityTable {
                 src = sources.join(", ")
             )
         };
-        let updated = query_one::<bool>(&query, &[pgrx::JsonB(projection.clone()).into(), row.row_id.into()])
-            .unwrap_or(false);
+        let updated = query_one::<bool>(
+            &query,
+            &[pgrx::JsonB(projection.clone()).into(), row.row_id.into()],
+        )
+        .unwrap_or(false);
         if !updated && self.row_exists(row, &id_type) {
             raise(
                 PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
@@ -148,7 +160,12 @@ impl EntityTable {
                     None,
                     &[self.relid.into()],
                 )?
-                .map(|r| Ok((r.get::<String>(1)?.unwrap_or_default(), r.get::<String>(2)?.unwrap_or_default())))
+                .map(|r| {
+                    Ok((
+                        r.get::<String>(1)?.unwrap_or_default(),
+                        r.get::<String>(2)?.unwrap_or_default(),
+                    ))
+                })
                 .collect::<Result<Vec<_>, pgrx::spi::Error>>()
         })
         .expect("reading pg_attribute")

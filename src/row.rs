@@ -21,7 +21,10 @@ impl Entity {
     /// With an explicit fields spec; the table is the registered or same-named one.
     pub fn with_fields(row: RowRef<'_>, spec: &Value) -> Entity {
         let fields = doc::parse_fields(spec).or_raise(row);
-        Entity { table: EntityTable::resolve(row.entity), fields }
+        Entity {
+            table: EntityTable::resolve(row.entity),
+            fields,
+        }
     }
 
     /// A registered entity, with the fields it was registered with (42P01 when unknown).
@@ -35,9 +38,15 @@ impl Entity {
                 ),
             )
         });
-        let spec = table.fields.as_ref().expect("registered tables carry fields");
+        let spec = table
+            .fields
+            .as_ref()
+            .expect("registered tables carry fields");
         let fields = doc::parse_fields(spec).or_raise(row);
-        Entity { table: Some(table), fields }
+        Entity {
+            table: Some(table),
+            fields,
+        }
     }
 }
 

@@ -26,7 +26,10 @@ pub fn advisory_key(s: &str) -> i32 {
 pub fn lock_row(row: RowRef<'_>) {
     Spi::run_with_args(
         "SELECT pg_catalog.pg_advisory_xact_lock($1, $2)",
-        &[advisory_key(row.entity).into(), advisory_key(row.row_id).into()],
+        &[
+            advisory_key(row.entity).into(),
+            advisory_key(row.row_id).into(),
+        ],
     )
     .expect("pg_advisory_xact_lock");
 }
@@ -61,7 +64,9 @@ pub fn sidecar() -> &'static Sidecar {
                 if rows.is_empty() {
                     return Ok(None);
                 }
-                rows.first().get_three::<String, pg_sys::Oid, pg_sys::Oid>().map(Some)
+                rows.first()
+                    .get_three::<String, pg_sys::Oid, pg_sys::Oid>()
+                    .map(Some)
             })
             .expect("looking up _pylon_crdt_snapshots");
             let Some((Some(schema), Some(oid), Some(owner))) = found else {
@@ -111,7 +116,10 @@ pub fn as_owner<R>(f: impl FnOnce() -> R) -> R {
 }
 
 pub fn load(row: RowRef<'_>) -> Option<Vec<u8>> {
-    let query = format!("SELECT snapshot FROM {} WHERE entity = $1 AND row_id = $2", sidecar().table);
+    let query = format!(
+        "SELECT snapshot FROM {} WHERE entity = $1 AND row_id = $2",
+        sidecar().table
+    );
     as_owner(|| query_one::<Vec<u8>>(&query, &[row.entity.into(), row.row_id.into()]))
 }
 
@@ -121,8 +129,13 @@ pub fn save(row: RowRef<'_>, snapshot: &[u8]) {
          ON CONFLICT (entity, row_id) DO UPDATE SET snapshot = excluded.snapshot, updated_at = excluded.updated_at",
         sidecar().table
     );
-    as_owner(|| Spi::run_with_args(&query, &[row.entity.into(), row.row_id.into(), snapshot.into()]))
-        .expect("writing _pylon_crdt_snapshots");
+    as_owner(|| {
+        Spi::run_with_args(
+            &query,
+            &[row.entity.into(), row.row_id.into(), snapshot.into()],
+        )
+    })
+    .expect("writing _pylon_crdt_snapshots");
 }
 
 /// Removes the doc; true when there was one.

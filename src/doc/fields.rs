@@ -127,12 +127,19 @@ pub fn parse_fields(spec: &Value) -> Result<Vec<Field>, DocError> {
         Value::Array(items) => {
             for item in items {
                 let obj = item.as_object().ok_or_else(|| {
-                    DocError::fields(format!("expected an object with \"name\" and \"type\", got {item}"))
+                    DocError::fields(format!(
+                        "expected an object with \"name\" and \"type\", got {item}"
+                    ))
                 })?;
                 let name = obj.get("name").and_then(Value::as_str).ok_or_else(|| {
                     DocError::fields(format!("field without a string \"name\": {item}"))
                 })?;
-                push_field(&mut fields, name, type_of(name, obj)?, annotation_of(name, obj)?)?;
+                push_field(
+                    &mut fields,
+                    name,
+                    type_of(name, obj)?,
+                    annotation_of(name, obj)?,
+                )?;
             }
         }
         other => {
@@ -176,7 +183,9 @@ fn push_field(
         return Err(DocError::fields("a field name must not be empty".into()));
     }
     if fields.iter().any(|f| f.name == name) {
-        return Err(DocError::fields(format!("field \"{name}\" is declared twice")));
+        return Err(DocError::fields(format!(
+            "field \"{name}\" is declared twice"
+        )));
     }
     let base = BaseType::parse(ty).ok_or_else(|| {
         DocError::fields(format!(
@@ -191,7 +200,11 @@ fn push_field(
             ))
         })?,
     };
-    fields.push(Field { name: name.to_owned(), base, kind });
+    fields.push(Field {
+        name: name.to_owned(),
+        base,
+        kind,
+    });
     Ok(())
 }
 
@@ -201,7 +214,11 @@ mod tests {
     use serde_json::json;
 
     fn kinds(spec: Value) -> Vec<(String, FieldKind)> {
-        parse_fields(&spec).unwrap().into_iter().map(|f| (f.name, f.kind)).collect()
+        parse_fields(&spec)
+            .unwrap()
+            .into_iter()
+            .map(|f| (f.name, f.kind))
+            .collect()
     }
 
     #[test]
@@ -259,9 +276,15 @@ mod tests {
             (json!([{"name": "w"}]), "w"),
         ] {
             let err = parse_fields(&spec).unwrap_err();
-            assert!(err.to_string().contains(needle), "{err} should name {needle}");
+            assert!(
+                err.to_string().contains(needle),
+                "{err} should name {needle}"
+            );
         }
         assert!(parse_fields(&json!("string")).is_err());
-        assert!(parse_fields(&json!([{"name": "a", "type": "int"}, {"name": "a", "type": "int"}])).is_err());
+        assert!(
+            parse_fields(&json!([{"name": "a", "type": "int"}, {"name": "a", "type": "int"}]))
+                .is_err()
+        );
     }
 }

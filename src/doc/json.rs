@@ -43,7 +43,12 @@ pub fn from_loro(value: &LoroValue) -> Value {
             // compare equal as text too.
             let mut entries: Vec<_> = map.iter().collect();
             entries.sort_by(|a, b| a.0.cmp(b.0));
-            Value::Object(entries.into_iter().map(|(k, v)| (k.clone(), from_loro(v))).collect::<Map<_, _>>())
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k.clone(), from_loro(v)))
+                    .collect::<Map<_, _>>(),
+            )
         }
         LoroValue::Container(id) => Value::String(id.to_string()),
     }
@@ -55,6 +60,8 @@ pub fn number_from_f64(d: f64) -> Value {
     if d.is_finite() && d.fract() == 0.0 && d.abs() < 9.007_199_254_740_992e15 {
         Value::from(d as i64)
     } else {
-        Number::from_f64(d).map(Value::Number).unwrap_or(Value::Null)
+        Number::from_f64(d)
+            .map(Value::Number)
+            .unwrap_or(Value::Null)
     }
 }

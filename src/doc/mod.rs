@@ -31,7 +31,10 @@ pub enum DocError {
     /// Bad fields spec or annotation (22023).
     Fields(String),
     /// A patch value of the wrong shape, or an op Loro refused (22023).
-    Patch { field: Option<String>, message: String },
+    Patch {
+        field: Option<String>,
+        message: String,
+    },
     /// Bytes that are not a Loro snapshot, update or version vector (22P03).
     Bytes(String),
     /// An update that needs history this doc does not have (55000).
@@ -46,7 +49,10 @@ impl DocError {
     }
 
     pub fn patch(field: &str, message: impl Into<String>) -> Self {
-        DocError::Patch { field: Some(field.to_owned()), message: message.into() }
+        DocError::Patch {
+            field: Some(field.to_owned()),
+            message: message.into(),
+        }
     }
 }
 
@@ -54,8 +60,14 @@ impl fmt::Display for DocError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DocError::Fields(m) => write!(f, "invalid fields spec: {m}"),
-            DocError::Patch { field: Some(field), message } => write!(f, "field \"{field}\": {message}"),
-            DocError::Patch { field: None, message } => f.write_str(message),
+            DocError::Patch {
+                field: Some(field),
+                message,
+            } => write!(f, "field \"{field}\": {message}"),
+            DocError::Patch {
+                field: None,
+                message,
+            } => f.write_str(message),
             DocError::Bytes(m) => write!(f, "malformed Loro data: {m}"),
             DocError::Pending(m) | DocError::Limit(m) => f.write_str(m),
         }
@@ -69,7 +81,8 @@ impl std::error::Error for DocError {}
 pub fn fresh_peer(doc: &LoroDoc) {
     // Peer ids are u64; Loro reserves u64::MAX, so stay below it.
     let peer = rand::random::<u64>() % (u64::MAX - 1);
-    doc.set_peer_id(peer).expect("a peer id below u64::MAX is valid");
+    doc.set_peer_id(peer)
+        .expect("a peer id below u64::MAX is valid");
 }
 
 /// Decodes a stored snapshot (full or shallow) into a doc ready for local edits.
@@ -85,7 +98,9 @@ pub fn load(snapshot: Option<&[u8]>) -> Result<LoroDoc, DocError> {
 /// Imports a peer's update or snapshot. An update that depends on ops this doc lacks is an
 /// error rather than a silently pending doc.
 pub fn import(doc: &LoroDoc, bytes: &[u8]) -> Result<(), DocError> {
-    let status = doc.import(bytes).map_err(|e| DocError::Bytes(e.to_string()))?;
+    let status = doc
+        .import(bytes)
+        .map_err(|e| DocError::Bytes(e.to_string()))?;
     if let Some(pending) = status.pending {
         let missing: Vec<String> = pending
             .iter()
@@ -104,7 +119,8 @@ pub fn root(doc: &LoroDoc) -> LoroMap {
 }
 
 pub fn snapshot(doc: &LoroDoc) -> Vec<u8> {
-    doc.export(ExportMode::Snapshot).expect("exporting a snapshot of a loaded doc succeeds")
+    doc.export(ExportMode::Snapshot)
+        .expect("exporting a snapshot of a loaded doc succeeds")
 }
 
 pub fn version(doc: &LoroDoc) -> Vec<u8> {
@@ -112,15 +128,19 @@ pub fn version(doc: &LoroDoc) -> Vec<u8> {
 }
 
 pub fn decode_version(bytes: &[u8]) -> Result<VersionVector, DocError> {
-    let vv = VersionVector::decode(bytes).map_err(|e| DocError::Bytes(format!("version vector: {e}")))?;
+    let vv = VersionVector::decode(bytes)
+        .map_err(|e| DocError::Bytes(format!("version vector: {e}")))?;
     // The decoder ignores trailing bytes; a blob that is not exactly one vector is refused.
     if vv.encode().len() != bytes.len() {
-        return Err(DocError::Bytes("version vector: unexpected trailing bytes".into()));
+        return Err(DocError::Bytes(
+            "version vector: unexpected trailing bytes".into(),
+        ));
     }
     Ok(vv)
 }
 
 /// The ops a peer at version `since` is missing.
 pub fn updates_since(doc: &LoroDoc, since: &VersionVector) -> Result<Vec<u8>, DocError> {
-    doc.export(ExportMode::updates(since)).map_err(|e| DocError::Bytes(e.to_string()))
+    doc.export(ExportMode::updates(since))
+        .map_err(|e| DocError::Bytes(e.to_string()))
 }

@@ -8,8 +8,8 @@
 use std::collections::HashMap;
 
 use loro::{
-    ContainerTrait, LoroCounter, LoroDoc, LoroList, LoroMap, LoroMovableList,
-    LoroText, LoroTree, LoroValue, TreeID, ValueOrContainer,
+    ContainerTrait, LoroCounter, LoroDoc, LoroList, LoroMap, LoroMovableList, LoroText, LoroTree,
+    LoroValue, TreeID, ValueOrContainer,
 };
 use serde_json::{Map, Value};
 use similar::{capture_diff_slices, Algorithm, DiffOp};
@@ -75,7 +75,7 @@ fn check_shape(field: &Field, value: &Value) -> Outcome {
         FieldKind::LwwNumber => check_number(field, value),
         FieldKind::Counter => match value {
             Value::Object(op) => match single_op(op)? {
-                ("increment", n) if n.is_number() => Ok(()),
+                ("increment", n) => check_number(field, n),
                 _ => Err("expected a number or {\"increment\": n}".into()),
             },
             other => check_number(field, other),
@@ -92,9 +92,9 @@ fn check_shape(field: &Field, value: &Value) -> Outcome {
 
 fn check_number(field: &Field, value: &Value) -> Outcome {
     match value {
-        Value::Number(n) if field.base == BaseType::Int && !n.is_i64() && !n.is_u64() => Err(
-            format!("expected an integer for an int field, got {n}"),
-        ),
+        Value::Number(n) if field.base == BaseType::Int && !n.is_i64() && !n.is_u64() => {
+            Err(format!("expected an integer for an int field, got {n}"))
+        }
         Value::Number(_) => Ok(()),
         other => Err(expected("a number or null", other)),
     }
@@ -104,7 +104,10 @@ fn single_op(op: &Map<String, Value>) -> Result<(&str, &Value), String> {
     let mut entries = op.iter();
     match (entries.next(), entries.next()) {
         (Some((name, arg)), None) => Ok((name.as_str(), arg)),
-        _ => Err(format!("an op object has exactly one key, got {}", Value::Object(op.clone()))),
+        _ => Err(format!(
+            "an op object has exactly one key, got {}",
+            Value::Object(op.clone())
+        )),
     }
 }
 
@@ -131,7 +134,8 @@ fn apply_field(row: &LoroMap, field: &Field, value: &Value) -> Outcome {
             let new = value.as_str().expect("shape checked");
             if text.to_string() != new {
                 // A minimal diff, so concurrent edits to other parts of the text survive.
-                text.update(new, Default::default()).map_err(|e| e.to_string())?;
+                text.update(new, Default::default())
+                    .map_err(|e| e.to_string())?;
             }
             Ok(())
         }
@@ -232,9 +236,10 @@ impl ListHandle {
     /// Replaces in place where the kind allows it (movable lists keep element identity).
     fn replace(&self, pos: usize, v: LoroValue) -> Outcome {
         match self {
-            ListHandle::Plain(l) => {
-                l.delete(pos, 1).and_then(|_| l.insert(pos, v)).map_err(|e| e.to_string())
-            }
+            ListHandle::Plain(l) => l
+                .delete(pos, 1)
+                .and_then(|_| l.insert(pos, v))
+                .map_err(|e| e.to_string()),
             ListHandle::Movable(l) => l.set(pos, v).map_err(|e| e.to_string()),
         }
     }
@@ -251,10 +256,14 @@ enum ListOp<'a> {
 /// Parses `{"push": v}`, `{"insert": [i, v]}`, `{"delete": [i, n]}`, `{"move": [from, to]}`,
 /// `{"set": [i, v]}`, or `{"ops": [op, ...]}` for several in order.
 fn list_ops(value: &Value, kind: FieldKind) -> Result<Vec<ListOp<'_>>, String> {
-    let op = value.as_object().ok_or_else(|| expected("a list op object", value))?;
+    let op = value
+        .as_object()
+        .ok_or_else(|| expected("a list op object", value))?;
     let (name, arg) = single_op(op)?;
     if name == "ops" {
-        let items = arg.as_array().ok_or_else(|| expected("an array of ops for \"ops\"", arg))?;
+        let items = arg
+            .as_array()
+            .ok_or_else(|| expected("an array of ops for \"ops\"", arg))?;
         let mut ops = Vec::with_capacity(items.len());
         for item in items {
             if item.get("ops").is_some() {
@@ -271,7 +280,9 @@ fn list_ops(value: &Value, kind: FieldKind) -> Result<Vec<ListOp<'_>>, String> {
         }
     };
     let index = |v: &Value| -> Result<usize, String> {
-        v.as_u64().map(|i| i as usize).ok_or_else(|| format!("\"{name}\": index must be a non-negative integer, got {v}"))
+        v.as_u64()
+            .map(|i| i as usize)
+            .ok_or_else(|| format!("\"{name}\": index must be a non-negative integer, got {v}"))
     };
     let movable_only = || -> Result<(), String> {
         if kind == FieldKind::MovableList {
@@ -300,7 +311,11 @@ fn list_ops(value: &Value, kind: FieldKind) -> Result<Vec<ListOp<'_>>, String> {
             let (i, v) = pair("index, value")?;
             ListOp::Set(index(i)?, v)
         }
-        other => return Err(format!("unknown list op \"{other}\" (expected push, insert, delete, move, set or ops)")),
+        other => {
+            return Err(format!(
+                "unknown list op \"{other}\" (expected push, insert, delete, move, set or ops)"
+            ))
+        }
     }])
 }
 
@@ -310,15 +325,20 @@ fn apply_list(list: &ListHandle, value: &Value, kind: FieldKind) -> Outcome {
     }
     for op in list_ops(value, kind)? {
         let len = list.len();
-        let out_of_range = |what: &str| Err(format!("{what} out of range for a list of length {len}"));
+        let out_of_range =
+            |what: &str| Err(format!("{what} out of range for a list of length {len}"));
         match op {
             ListOp::Push(v) => list.insert(len, to_loro(v))?,
             ListOp::Insert(i, v) if i <= len => list.insert(i, to_loro(v))?,
-            ListOp::Delete(i, n) if i.checked_add(n).is_some_and(|end| end <= len) => list.delete(i, n)?,
+            ListOp::Delete(i, n) if i.checked_add(n).is_some_and(|end| end <= len) => {
+                list.delete(i, n)?
+            }
             ListOp::Set(i, v) if i < len => list.replace(i, to_loro(v))?,
             ListOp::Move(from, to) if from < len && to < len => match list {
                 ListHandle::Movable(l) => l.mov(from, to).map_err(|e| e.to_string())?,
-                ListHandle::Plain(_) => unreachable!("move is rejected for plain lists when parsed"),
+                ListHandle::Plain(_) => {
+                    unreachable!("move is rejected for plain lists when parsed")
+                }
             },
             ListOp::Insert(..) => return out_of_range("insert index"),
             ListOp::Delete(..) => return out_of_range("delete range"),
@@ -345,13 +365,22 @@ fn diff_into(list: &ListHandle, new: Vec<LoroValue>) -> Outcome {
     for op in capture_diff_slices(Algorithm::Myers, &old_ids, &new_ids) {
         match op {
             DiffOp::Equal { .. } => {}
-            DiffOp::Delete { old_len, new_index, .. } => list.delete(new_index, old_len)?,
-            DiffOp::Insert { new_index, new_len, .. } => {
+            DiffOp::Delete {
+                old_len, new_index, ..
+            } => list.delete(new_index, old_len)?,
+            DiffOp::Insert {
+                new_index, new_len, ..
+            } => {
                 for (k, v) in new[new_index..new_index + new_len].iter().enumerate() {
                     list.insert(new_index + k, v.clone())?;
                 }
             }
-            DiffOp::Replace { old_len, new_index, new_len, .. } => {
+            DiffOp::Replace {
+                old_len,
+                new_index,
+                new_len,
+                ..
+            } => {
                 let shared = old_len.min(new_len);
                 for k in 0..shared {
                     list.replace(new_index + k, new[new_index + k].clone())?;
@@ -371,10 +400,22 @@ fn diff_into(list: &ListHandle, new: Vec<LoroValue>) -> Outcome {
 // ---- trees ----
 
 enum TreeOp<'a> {
-    Create { parent: Option<TreeID>, index: Option<usize>, data: Option<&'a Map<String, Value>> },
-    Move { node: TreeID, parent: Option<TreeID>, index: Option<usize> },
+    Create {
+        parent: Option<TreeID>,
+        index: Option<usize>,
+        data: Option<&'a Map<String, Value>>,
+    },
+    Move {
+        node: TreeID,
+        parent: Option<TreeID>,
+        index: Option<usize>,
+    },
     Delete(TreeID),
-    Set { node: TreeID, key: &'a str, value: &'a Value },
+    Set {
+        node: TreeID,
+        key: &'a str,
+        value: &'a Value,
+    },
 }
 
 /// Parses one tree op object or an array of them (applied in order).
@@ -387,10 +428,14 @@ fn tree_ops(value: &Value) -> Result<Vec<TreeOp<'_>>, String> {
 }
 
 fn tree_op(value: &Value) -> Result<TreeOp<'_>, String> {
-    let op = value.as_object().ok_or_else(|| expected("a tree op object", value))?;
+    let op = value
+        .as_object()
+        .ok_or_else(|| expected("a tree op object", value))?;
     let (name, arg) = single_op(op)?;
     let args = |required: &[&str]| -> Result<&Map<String, Value>, String> {
-        let obj = arg.as_object().ok_or_else(|| format!("\"{name}\" takes an object, got {}", json_type(arg)))?;
+        let obj = arg
+            .as_object()
+            .ok_or_else(|| format!("\"{name}\" takes an object, got {}", json_type(arg)))?;
         match required.iter().find(|k| !obj.contains_key(**k)) {
             Some(missing) => Err(format!("\"{name}\" needs \"{missing}\"")),
             None => Ok(obj),
@@ -404,25 +449,46 @@ fn tree_op(value: &Value) -> Result<TreeOp<'_>, String> {
                 Some(Value::Object(d)) => Some(d),
                 Some(other) => return Err(expected("an object for \"data\"", other)),
             };
-            TreeOp::Create { parent: parent_of(a)?, index: index_of(a)?, data }
+            TreeOp::Create {
+                parent: parent_of(a)?,
+                index: index_of(a)?,
+                data,
+            }
         }
         "move" => {
             let a = args(&["node"])?;
-            TreeOp::Move { node: node_id(&a["node"])?, parent: parent_of(a)?, index: index_of(a)? }
+            TreeOp::Move {
+                node: node_id(&a["node"])?,
+                parent: parent_of(a)?,
+                index: index_of(a)?,
+            }
         }
         "delete" => TreeOp::Delete(node_id(arg)?),
         "set" => {
             let a = args(&["node", "key", "value"])?;
-            let key = a["key"].as_str().ok_or_else(|| expected("a string \"key\"", &a["key"]))?;
-            TreeOp::Set { node: node_id(&a["node"])?, key, value: &a["value"] }
+            let key = a["key"]
+                .as_str()
+                .ok_or_else(|| expected("a string \"key\"", &a["key"]))?;
+            TreeOp::Set {
+                node: node_id(&a["node"])?,
+                key,
+                value: &a["value"],
+            }
         }
-        other => return Err(format!("unknown tree op \"{other}\" (expected create, move, delete or set)")),
+        other => {
+            return Err(format!(
+                "unknown tree op \"{other}\" (expected create, move, delete or set)"
+            ))
+        }
     })
 }
 
 fn node_id(value: &Value) -> Result<TreeID, String> {
-    let s = value.as_str().ok_or_else(|| expected("a node id string like \"0@123\"", value))?;
-    TreeID::try_from(s).map_err(|_| format!("\"{s}\" is not a tree node id (expected counter@peer)"))
+    let s = value
+        .as_str()
+        .ok_or_else(|| expected("a node id string like \"0@123\"", value))?;
+    TreeID::try_from(s)
+        .map_err(|_| format!("\"{s}\" is not a tree node id (expected counter@peer)"))
 }
 
 fn parent_of(args: &Map<String, Value>) -> Result<Option<TreeID>, String> {
@@ -435,7 +501,10 @@ fn parent_of(args: &Map<String, Value>) -> Result<Option<TreeID>, String> {
 fn index_of(args: &Map<String, Value>) -> Result<Option<usize>, String> {
     match args.get("index") {
         None | Some(Value::Null) => Ok(None),
-        Some(i) => i.as_u64().map(|i| Some(i as usize)).ok_or_else(|| expected("a non-negative integer \"index\"", i)),
+        Some(i) => i
+            .as_u64()
+            .map(|i| Some(i as usize))
+            .ok_or_else(|| expected("a non-negative integer \"index\"", i)),
     }
 }
 
@@ -448,13 +517,20 @@ fn apply_tree_op(tree: &LoroTree, op: TreeOp<'_>) -> Outcome {
     };
     let siblings = |parent: Option<TreeID>| tree.children_num(parent).unwrap_or(0);
     match op {
-        TreeOp::Create { parent, index, data } => {
+        TreeOp::Create {
+            parent,
+            index,
+            data,
+        } => {
             if let Some(p) = parent {
                 live(p)?;
             }
             let node = match index {
                 Some(i) if i > siblings(parent) => {
-                    return Err(format!("create index {i} out of range ({} siblings)", siblings(parent)))
+                    return Err(format!(
+                        "create index {i} out of range ({} siblings)",
+                        siblings(parent)
+                    ))
                 }
                 Some(i) => tree.create_at(parent, i),
                 None => tree.create(parent),
@@ -467,7 +543,11 @@ fn apply_tree_op(tree: &LoroTree, op: TreeOp<'_>) -> Outcome {
                 }
             }
         }
-        TreeOp::Move { node, parent, index } => {
+        TreeOp::Move {
+            node,
+            parent,
+            index,
+        } => {
             live(node)?;
             if let Some(p) = parent {
                 live(p)?;
@@ -496,7 +576,8 @@ fn apply_tree_op(tree: &LoroTree, op: TreeOp<'_>) -> Outcome {
             if value.is_null() {
                 meta.delete(key).map_err(|e| e.to_string())?;
             } else {
-                meta.insert(key, to_loro(value)).map_err(|e| e.to_string())?;
+                meta.insert(key, to_loro(value))
+                    .map_err(|e| e.to_string())?;
             }
         }
     }

@@ -20,7 +20,8 @@ pub fn project(doc: &LoroDoc, fields: &[Field]) -> Result<Value, DocError> {
         let value = match row.get(&field.name) {
             None => Value::Null,
             Some(ValueOrContainer::Value(v)) => from_loro(&v),
-            Some(ValueOrContainer::Container(c)) => project_container(c).map_err(|m| DocError::Limit(format!("field \"{}\": {m}", field.name)))?,
+            Some(ValueOrContainer::Container(c)) => project_container(c)
+                .map_err(|m| DocError::Limit(format!("field \"{}\": {m}", field.name)))?,
         };
         out.insert(field.name.clone(), value);
     }
@@ -39,7 +40,9 @@ fn project_container(container: Container) -> Result<Value, String> {
 /// `[{"id", "data", "children"}]` for the children of `parent`, in sibling order.
 fn tree_nodes(tree: &LoroTree, parent: Option<TreeID>, depth: usize) -> Result<Value, String> {
     if depth > MAX_TREE_DEPTH {
-        return Err(format!("tree deeper than {MAX_TREE_DEPTH} levels cannot be projected"));
+        return Err(format!(
+            "tree deeper than {MAX_TREE_DEPTH} levels cannot be projected"
+        ));
     }
     let mut nodes = Vec::new();
     for id in tree.children(parent).unwrap_or_default() {

@@ -49,9 +49,15 @@ fn lww_fields_set_and_clear() {
 #[test]
 fn unchanged_values_record_no_ops() {
     let doc = load(None).unwrap();
-    patched(&doc, json!({"title": "t", "body": "b", "votes": 2, "tags": ["a"]}));
+    patched(
+        &doc,
+        json!({"title": "t", "body": "b", "votes": 2, "tags": ["a"]}),
+    );
     let before = doc.oplog_vv();
-    patched(&doc, json!({"title": "t", "body": "b", "votes": 2, "tags": ["a"]}));
+    patched(
+        &doc,
+        json!({"title": "t", "body": "b", "votes": 2, "tags": ["a"]}),
+    );
     assert_eq!(doc.oplog_vv(), before);
 }
 
@@ -59,10 +65,19 @@ fn unchanged_values_record_no_ops() {
 fn shapes_are_checked_before_anything_changes() {
     let doc = load(None).unwrap();
     for bad in [
-        json!({"title": 1}), json!({"done": "yes"}), json!({"n": 1.5}), json!({"x": "1"}),
-        json!({"body": ["a"]}), json!({"votes": {"add": 1}}), json!({"votes": {"increment": "1"}}),
-        json!({"tags": "a"}), json!({"tags": {"move": [0, 1]}}), json!({"order": {"swap": [0, 1]}}),
-        json!({"outline": {"create": {"parent": "nope"}}}), json!({"outline": 3}), json!({"zzz": 1}),
+        json!({"title": 1}),
+        json!({"done": "yes"}),
+        json!({"n": 1.5}),
+        json!({"x": "1"}),
+        json!({"body": ["a"]}),
+        json!({"votes": {"add": 1}}),
+        json!({"votes": {"increment": "1"}}),
+        json!({"tags": "a"}),
+        json!({"tags": {"move": [0, 1]}}),
+        json!({"order": {"swap": [0, 1]}}),
+        json!({"outline": {"create": {"parent": "nope"}}}),
+        json!({"outline": 3}),
+        json!({"zzz": 1}),
         json!("not an object"),
     ] {
         // A good field goes alongside the bad one: it must not be written either.
@@ -71,7 +86,10 @@ fn shapes_are_checked_before_anything_changes() {
             (Some(p), Some(b)) => p.extend(b.clone()),
             _ => patch = bad.clone(),
         }
-        assert!(apply_patch(&doc, &fields(), &patch).is_err(), "{bad} should be refused");
+        assert!(
+            apply_patch(&doc, &fields(), &patch).is_err(),
+            "{bad} should be refused"
+        );
         assert!(doc.oplog_vv().is_empty(), "{bad} changed the doc");
     }
 }
@@ -80,7 +98,10 @@ fn shapes_are_checked_before_anything_changes() {
 fn counter_sets_by_delta_and_increments() {
     let doc = load(None).unwrap();
     assert_eq!(patched(&doc, json!({"votes": 5}))["votes"], json!(5));
-    assert_eq!(patched(&doc, json!({"votes": {"increment": 2}}))["votes"], json!(7));
+    assert_eq!(
+        patched(&doc, json!({"votes": {"increment": 2}}))["votes"],
+        json!(7)
+    );
     assert_eq!(patched(&doc, json!({"votes": 1}))["votes"], json!(1));
     let peer = fork(&doc);
     patched(&doc, json!({"votes": {"increment": 10}}));
@@ -95,26 +116,55 @@ fn text_merges_concurrent_edits_to_different_parts() {
     patched(&doc, json!({"body": "The quick brown fox"}));
     let peer = fork(&doc);
     patched(&doc, json!({"body": "A quick brown fox"}));
-    apply_patch(&peer, &fields(), &json!({"body": "The quick brown fox jumps"})).unwrap();
+    apply_patch(
+        &peer,
+        &fields(),
+        &json!({"body": "The quick brown fox jumps"}),
+    )
+    .unwrap();
     exchange(&doc, &peer);
-    assert_eq!(project(&doc, &fields()).unwrap()["body"], json!("A quick brown fox jumps"));
-    assert_eq!(project(&peer, &fields()).unwrap(), project(&doc, &fields()).unwrap());
+    assert_eq!(
+        project(&doc, &fields()).unwrap()["body"],
+        json!("A quick brown fox jumps")
+    );
+    assert_eq!(
+        project(&peer, &fields()).unwrap(),
+        project(&doc, &fields()).unwrap()
+    );
 }
 
 #[test]
 fn list_arrays_diff_and_ops_apply() {
     let doc = load(None).unwrap();
-    assert_eq!(patched(&doc, json!({"tags": ["a", "b", "c"]}))["tags"], json!(["a", "b", "c"]));
+    assert_eq!(
+        patched(&doc, json!({"tags": ["a", "b", "c"]}))["tags"],
+        json!(["a", "b", "c"])
+    );
     let peer = fork(&doc);
     // Minimal diff: replacing the whole array does not clobber a concurrent insert.
-    assert_eq!(patched(&doc, json!({"tags": ["a", "c", "d"]}))["tags"], json!(["a", "c", "d"]));
+    assert_eq!(
+        patched(&doc, json!({"tags": ["a", "c", "d"]}))["tags"],
+        json!(["a", "c", "d"])
+    );
     apply_patch(&peer, &fields(), &json!({"tags": {"insert": [0, "z"]}})).unwrap();
     exchange(&doc, &peer);
-    assert_eq!(project(&doc, &fields()).unwrap()["tags"], json!(["z", "a", "c", "d"]));
-    assert_eq!(patched(&doc, json!({"tags": {"push": {"k": 1}}}))["tags"], json!(["z", "a", "c", "d", {"k": 1}]));
-    assert_eq!(patched(&doc, json!({"tags": {"delete": [1, 2]}}))["tags"], json!(["z", "d", {"k": 1}]));
     assert_eq!(
-        patched(&doc, json!({"tags": {"ops": [{"push": 1}, {"insert": [0, 0]}]}}))["tags"],
+        project(&doc, &fields()).unwrap()["tags"],
+        json!(["z", "a", "c", "d"])
+    );
+    assert_eq!(
+        patched(&doc, json!({"tags": {"push": {"k": 1}}}))["tags"],
+        json!(["z", "a", "c", "d", {"k": 1}])
+    );
+    assert_eq!(
+        patched(&doc, json!({"tags": {"delete": [1, 2]}}))["tags"],
+        json!(["z", "d", {"k": 1}])
+    );
+    assert_eq!(
+        patched(
+            &doc,
+            json!({"tags": {"ops": [{"push": 1}, {"insert": [0, 0]}]}})
+        )["tags"],
         json!([0, "z", "d", {"k": 1}, 1])
     );
     let err = apply_patch(&doc, &fields(), &json!({"tags": {"delete": [3, 9]}})).unwrap_err();
@@ -125,55 +175,88 @@ fn list_arrays_diff_and_ops_apply() {
 fn movable_list_moves_and_sets() {
     let doc = load(None).unwrap();
     patched(&doc, json!({"order": ["a", "b", "c"]}));
-    assert_eq!(patched(&doc, json!({"order": {"move": [0, 2]}}))["order"], json!(["b", "c", "a"]));
-    assert_eq!(patched(&doc, json!({"order": {"set": [1, "C"]}}))["order"], json!(["b", "C", "a"]));
+    assert_eq!(
+        patched(&doc, json!({"order": {"move": [0, 2]}}))["order"],
+        json!(["b", "c", "a"])
+    );
+    assert_eq!(
+        patched(&doc, json!({"order": {"set": [1, "C"]}}))["order"],
+        json!(["b", "C", "a"])
+    );
     // A concurrent move and set of the same element both survive.
     let peer = fork(&doc);
     patched(&doc, json!({"order": {"move": [2, 0]}}));
     apply_patch(&peer, &fields(), &json!({"order": {"set": [2, "A"]}})).unwrap();
     exchange(&doc, &peer);
-    assert_eq!(project(&doc, &fields()).unwrap()["order"], json!(["A", "b", "C"]));
+    assert_eq!(
+        project(&doc, &fields()).unwrap()["order"],
+        json!(["A", "b", "C"])
+    );
 }
 
 #[test]
 fn tree_ops_project_nested_in_sibling_order() {
     let doc = load(None).unwrap();
-    let got = patched(&doc, json!({"outline": [
-        {"create": {"parent": null, "data": {"title": "root"}}},
-    ]}));
+    let got = patched(
+        &doc,
+        json!({"outline": [
+            {"create": {"parent": null, "data": {"title": "root"}}},
+        ]}),
+    );
     let root_id = got["outline"][0]["id"].as_str().unwrap().to_owned();
-    let got = patched(&doc, json!({"outline": [
-        {"create": {"parent": root_id, "data": {"title": "second"}}},
-        {"create": {"parent": root_id, "index": 0, "data": {"title": "first"}}},
-    ]}));
+    let got = patched(
+        &doc,
+        json!({"outline": [
+            {"create": {"parent": root_id, "data": {"title": "second"}}},
+            {"create": {"parent": root_id, "index": 0, "data": {"title": "first"}}},
+        ]}),
+    );
     let children = &got["outline"][0]["children"];
     assert_eq!(children[0]["data"], json!({"title": "first"}));
     assert_eq!(children[1]["data"], json!({"title": "second"}));
     let second = children[1]["id"].as_str().unwrap().to_owned();
     let first = children[0]["id"].as_str().unwrap().to_owned();
-    let got = patched(&doc, json!({"outline": [
-        {"move": {"node": second, "parent": null}},
-        {"set": {"node": first, "key": "done", "value": true}},
-    ]}));
+    let got = patched(
+        &doc,
+        json!({"outline": [
+            {"move": {"node": second, "parent": null}},
+            {"set": {"node": first, "key": "done", "value": true}},
+        ]}),
+    );
     assert_eq!(got["outline"].as_array().unwrap().len(), 2);
-    assert_eq!(got["outline"][0]["children"][0]["data"], json!({"title": "first", "done": true}));
+    assert_eq!(
+        got["outline"][0]["children"][0]["data"],
+        json!({"title": "first", "done": true})
+    );
     let got = patched(&doc, json!({"outline": {"delete": root_id}}));
-    assert_eq!(got["outline"], json!([{"id": second, "data": {"title": "second"}, "children": []}]));
+    assert_eq!(
+        got["outline"],
+        json!([{"id": second, "data": {"title": "second"}, "children": []}])
+    );
     let err = apply_patch(&doc, &fields(), &json!({"outline": {"delete": root_id}})).unwrap_err();
     assert!(err.to_string().contains("does not exist"), "{err}");
 }
 
 #[test]
 fn malformed_bytes_and_pending_updates_are_errors() {
-    assert!(matches!(load(Some(b"\xde\xad\xbe\xef")), Err(DocError::Bytes(_))));
-    assert!(matches!(decode_version(b"\x01\x02"), Err(DocError::Bytes(_))));
+    assert!(matches!(
+        load(Some(b"\xde\xad\xbe\xef")),
+        Err(DocError::Bytes(_))
+    ));
+    assert!(matches!(
+        decode_version(b"\x01\x02"),
+        Err(DocError::Bytes(_))
+    ));
     let doc = load(None).unwrap();
     patched(&doc, json!({"title": "a"}));
     let v1 = doc.oplog_vv();
     patched(&doc, json!({"title": "b"}));
     // An update that needs history the receiver lacks is refused, not left pending.
     let update = doc.export(ExportMode::updates(&v1)).unwrap();
-    assert!(matches!(import(&LoroDoc::new(), &update), Err(DocError::Pending(_))));
+    assert!(matches!(
+        import(&LoroDoc::new(), &update),
+        Err(DocError::Pending(_))
+    ));
 }
 
 #[test]
@@ -186,8 +269,11 @@ fn fresh_peers_never_repeat() {
 // ---- property tests: peers from a common base converge ----
 
 fn text_strategy(alphabet: &'static str) -> impl Strategy<Value = String> {
-    proptest::collection::vec(proptest::sample::select(alphabet.chars().collect::<Vec<_>>()), 0..24)
-        .prop_map(|cs| cs.into_iter().collect())
+    proptest::collection::vec(
+        proptest::sample::select(alphabet.chars().collect::<Vec<_>>()),
+        0..24,
+    )
+    .prop_map(|cs| cs.into_iter().collect())
 }
 
 fn scalar() -> impl Strategy<Value = Value> {
@@ -212,24 +298,36 @@ fn any_patch() -> impl Strategy<Value = Value> {
         proptest::collection::vec(scalar(), 0..6).prop_map(|v| json!({"order": v})),
         (0usize..4, 0usize..4).prop_map(|(a, b)| json!({"order": {"move": [a, b]}})),
         (0usize..4, scalar()).prop_map(|(i, v)| json!({"order": {"set": [i, v]}})),
-        (0usize..8, 0usize..8, 0usize..3).prop_map(|(node, parent, op)| json!({"outline": {"abstract": [node, parent, op]}})),
+        (0usize..8, 0usize..8, 0usize..3)
+            .prop_map(|(node, parent, op)| json!({"outline": {"abstract": [node, parent, op]}})),
     ]
 }
 
 /// Tree ops need ids that exist in the peer; `abstract` ones are resolved against it here.
 fn resolve_tree_op(doc: &LoroDoc, patch: Value) -> Value {
-    let Some(args) = patch.pointer("/outline/abstract").and_then(Value::as_array).cloned() else {
+    let Some(args) = patch
+        .pointer("/outline/abstract")
+        .and_then(Value::as_array)
+        .cloned()
+    else {
         return patch;
     };
     let pick = |k: &Value| {
         let nodes: Vec<String> = match root(doc).get("outline") {
-            Some(loro::ValueOrContainer::Container(loro::Container::Tree(t))) => {
-                t.nodes().into_iter().filter(|n| !t.is_node_deleted(n).unwrap_or(true)).map(|n| n.to_string()).collect()
-            }
+            Some(loro::ValueOrContainer::Container(loro::Container::Tree(t))) => t
+                .nodes()
+                .into_iter()
+                .filter(|n| !t.is_node_deleted(n).unwrap_or(true))
+                .map(|n| n.to_string())
+                .collect(),
             _ => vec![],
         };
         let k = k.as_u64().unwrap() as usize;
-        if nodes.is_empty() || k >= nodes.len() { Value::Null } else { Value::from(nodes[k].clone()) }
+        if nodes.is_empty() || k >= nodes.len() {
+            Value::Null
+        } else {
+            Value::from(nodes[k].clone())
+        }
     };
     let (node, parent) = (pick(&args[0]), pick(&args[1]));
     json!({"outline": match (args[2].as_u64().unwrap(), node.is_null()) {

@@ -14,7 +14,9 @@ SELECT pylon_crdt_apply_update('Doc', 'a', :'fields',
     pylon_crdt_update_since('Peer', 'a', pylon_crdt_version('Doc', 'a')));
 SELECT pylon_crdt_apply_update('Peer', 'a', :'fields',
     pylon_crdt_update_since('Doc', 'a', pylon_crdt_version('Peer', 'a')));
-SELECT pylon_crdt_version('Doc', 'a') = pylon_crdt_version('Peer', 'a') AS same_version;
+SELECT pylon_crdt_project('Doc', 'a', :'fields') = pylon_crdt_project('Peer', 'a', :'fields') AS converged,
+       length(pylon_crdt_update_since('Doc', 'a', pylon_crdt_version('Peer', 'a'))) =
+       length(pylon_crdt_update_since('Doc', 'a', pylon_crdt_version('Doc', 'a'))) AS nothing_missing;
 
 -- Up to date: the update since the current version is far smaller than the snapshot.
 SELECT length(pylon_crdt_update_since('Doc', 'a', pylon_crdt_version('Doc', 'a')))

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs the SQL behaviour files in tests/pg_regress (pgrx's layout: sql/ and expected/, with
+# setup.sql first) with Postgres' own pg_regress against the local cluster. Same files as
+# `cargo pgrx regress`, which cannot run as root; this runner can.
+#   scripts/regress.sh           run all files
+#   scripts/regress.sh --update  accept the current output as expected (review the diff!)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PORT="${PYLON_CRDT_PORT:-54329}"
+DIR=tests/pg_regress
+PG_REGRESS=/usr/lib/postgresql/15/lib/pgxs/src/test/regress/pg_regress
+
+tests=(setup)
+for f in "$DIR"/sql/*.sql; do
+  name=$(basename "$f" .sql)
+  [ "$name" = setup ] || tests+=("$name")
+done
+
+launcher=$(mktemp)
+trap 'rm -f "$launcher"' EXIT
+printf '#!/bin/bash\n"$@" -v VERBOSITY=terse\n' >"$launcher"
+chmod 755 "$launcher"
+
+status=0
+PGOPTIONS="-c client_min_messages=warning" "$PG_REGRESS" \
+  --host=127.0.0.1 --port="$PORT" --user=postgres --dbname=pylon_crdt_regress \
+  --inputdir="$DIR" --outputdir="$DIR" --launcher="$launcher" "${tests[@]}" || status=$?
+
+if [ "${1:-}" = --update ]; then
+  for t in "${tests[@]}"; do cp "$DIR/results/$t.out" "$DIR/expected/$t.out"; done
+  echo "regress: expected output updated from results/"
+  exit 0
+fi
+[ $status = 0 ] || { cat "$DIR/regression.diffs" 2>/dev/null | head -200; }
+exit $status
