@@ -26,3 +26,8 @@ echo "== SQL regression files (tests/pg_regress) against a local cluster"
 scripts/cluster.sh install
 scripts/cluster.sh start
 scripts/regress.sh
+
+echo "== tool-level tests: pg_dump/pg_restore, concurrent writers (tests/tools)"
+for t in tests/tools/*.sh; do
+  [ "$(basename "$t")" = lib.sh ] || bash "$t"
+done

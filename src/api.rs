@@ -6,16 +6,14 @@ use pgrx::JsonB;
 use crate::doc;
 use crate::error::{OrRaise, RowRef};
 use crate::materialize::EntityTable;
-use crate::row::{self, Entity};
+use crate::row::{self, Change, Entity};
 
 /// Applies a JSON patch to the row's doc and returns the projection of every field.
 #[pg_extern(volatile, parallel_unsafe)]
 fn pylon_crdt_apply_patch(entity: &str, row_id: &str, fields: JsonB, patch: JsonB) -> JsonB {
     let row = RowRef { entity, row_id };
     let target = Entity::with_fields(row, &fields.0);
-    JsonB(row::write(row, &target, |d| {
-        doc::apply_patch(d, &target.fields, &patch.0)
-    }))
+    JsonB(row::write(row, &target, Change::Patch(&patch.0)))
 }
 
 /// `pylon_crdt_apply_patch` for an entity registered with `pylon_crdt_enable`.
@@ -23,9 +21,7 @@ fn pylon_crdt_apply_patch(entity: &str, row_id: &str, fields: JsonB, patch: Json
 fn pylon_crdt_apply_patch_registered(entity: &str, row_id: &str, patch: JsonB) -> JsonB {
     let row = RowRef { entity, row_id };
     let target = Entity::registered(row);
-    JsonB(row::write(row, &target, |d| {
-        doc::apply_patch(d, &target.fields, &patch.0)
-    }))
+    JsonB(row::write(row, &target, Change::Patch(&patch.0)))
 }
 
 /// Imports a Loro update or snapshot from a peer and returns the projection.
@@ -33,14 +29,14 @@ fn pylon_crdt_apply_patch_registered(entity: &str, row_id: &str, patch: JsonB) -
 fn pylon_crdt_apply_update(entity: &str, row_id: &str, fields: JsonB, update: &[u8]) -> JsonB {
     let row = RowRef { entity, row_id };
     let target = Entity::with_fields(row, &fields.0);
-    JsonB(row::write(row, &target, |d| doc::import(d, update)))
+    JsonB(row::write(row, &target, Change::Import(update)))
 }
 
 #[pg_extern(volatile, parallel_unsafe, name = "pylon_crdt_apply_update")]
 fn pylon_crdt_apply_update_registered(entity: &str, row_id: &str, update: &[u8]) -> JsonB {
     let row = RowRef { entity, row_id };
     let target = Entity::registered(row);
-    JsonB(row::write(row, &target, |d| doc::import(d, update)))
+    JsonB(row::write(row, &target, Change::Import(update)))
 }
 
 /// The row's full Loro snapshot; an encoded empty doc when it has none.

@@ -6,7 +6,7 @@ use pgrx::{PgLogLevel, PgSqlErrorCode};
 
 use crate::doc::DocError;
 
-/// The row a call is about, for error messages.
+/// The row a call is about, for error messages (an empty row id: the entity as a whole).
 #[derive(Clone, Copy)]
 pub struct RowRef<'a> {
     pub entity: &'a str,
@@ -15,7 +15,10 @@ pub struct RowRef<'a> {
 
 impl std::fmt::Display for RowRef<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "entity \"{}\" row \"{}\"", self.entity, self.row_id)
+        match self.row_id {
+            "" => write!(f, "entity \"{}\"", self.entity),
+            row_id => write!(f, "entity \"{}\" row \"{row_id}\"", self.entity),
+        }
     }
 }
 

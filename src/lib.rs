@@ -10,6 +10,7 @@ mod error;
 mod materialize;
 mod row;
 mod store;
+mod triggers;
 
 ::pgrx::pg_module_magic!(name, version);
 

@@ -1,17 +1,20 @@
-//! The entity's own table: finding it, checking the caller's rights on it, and writing the
-//! projection into its columns (DESIGN 4 and 8).
+//! The entity's own table: finding it, checking the caller's rights on it, locking its row and
+//! writing the projection into its columns (DESIGN 4 and 8).
 //!
 //! The table is the registered relation, or else a table named exactly like the entity on the
 //! caller's search_path. It is always referred to through its regclass text, so names with
 //! quotes, spaces or capitals are safe. Column writes run as the caller, so the table's own
-//! privileges, row-level security and triggers apply to them.
+//! privileges, row-level security and triggers apply to them; our own trigger is told to let
+//! these writes through (`triggers::ExtensionWrite`), so nothing is applied twice.
 
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
-use serde_json::Value;
+use pgrx::JsonB;
+use serde_json::{Map, Value};
 
 use crate::error::{raise, RowRef};
 use crate::store::{self, as_owner, query_one};
+use crate::triggers::ExtensionWrite;
 
 pub struct EntityTable {
     pub relid: pg_sys::Oid,
@@ -20,24 +23,45 @@ pub struct EntityTable {
     pub id_column: String,
     /// The fields spec when the table is registered with `pylon_crdt_enable`.
     pub fields: Option<Value>,
+    /// (name, SQL type) of every live column, in order.
+    pub columns: Vec<(String, String)>,
 }
 
 impl EntityTable {
     /// The registered table of `entity`, if any.
     pub fn registered(entity: &str) -> Option<EntityTable> {
+        Self::from_registry("entity = $1", entity.into())
+    }
+
+    /// The registration of a table, by relation (used by triggers).
+    pub fn registered_relation(relid: pg_sys::Oid) -> Option<(String, EntityTable)> {
+        let table = Self::from_registry("relation = $1", relid.into())?;
+        let entity = query_one::<String>(
+            &format!(
+                "SELECT entity FROM {} WHERE relation = $1",
+                store::extension_table("_pylon_crdt_registry")
+            ),
+            &[relid.into()],
+        )?;
+        Some((entity, table))
+    }
+
+    fn from_registry(filter: &str, key: pgrx::datum::DatumWithOid<'_>) -> Option<EntityTable> {
         let query = format!(
             "SELECT jsonb_build_array(relation::oid::int8, relation::text, id_column::text, fields)
-               FROM {} WHERE entity = $1",
+               FROM {} WHERE {filter}",
             store::extension_table("_pylon_crdt_registry")
         );
-        let row = query_one::<pgrx::JsonB>(&query, &[entity.into()])?;
+        let row = query_one::<JsonB>(&query, &[key])?;
         let [relid, name, id_column, fields] =
             <[Value; 4]>::try_from(row.0.as_array()?.clone()).ok()?;
+        let relid = pg_sys::Oid::from(relid.as_u64()? as u32);
         Some(EntityTable {
-            relid: pg_sys::Oid::from(relid.as_u64()? as u32),
+            relid,
             name: name.as_str()?.to_owned(),
             id_column: id_column.as_str()?.to_owned(),
             fields: Some(fields),
+            columns: columns_of(relid),
         })
     }
 
@@ -56,73 +80,72 @@ impl EntityTable {
                 name,
                 id_column: "id".into(),
                 fields: None,
+                columns: columns_of(relid),
             })
         })
     }
 
-    /// Writes the projected values of the fields that have a same-named column into the row.
-    /// Returns false when the caller sees no such row (it does not exist, or row-level
-    /// security hides it; the latter is an error).
-    pub fn write_columns(&self, row: RowRef<'_>, projection: &Value) -> bool {
-        let columns = self.columns();
-        let id_type = columns
-            .iter()
-            .find(|(name, _)| *name == self.id_column)
-            .map(|(_, ty)| ty.clone())
-            .unwrap_or_else(|| {
-                raise(
-                    PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
-                    format!(
-                        "pylon_crdt: {row}: table {} has no id column \"{}\"",
-                        self.name, self.id_column
-                    ),
-                )
-            });
-        let fields = projection.as_object().expect("a projection is an object");
-        let targets: Vec<String> = columns
-            .iter()
-            .filter(|(name, _)| *name != self.id_column && fields.contains_key(name))
-            .map(|(name, _)| quote_identifier(name))
-            .collect();
-        let id = quote_identifier(&self.id_column);
-        let query = if targets.is_empty() {
-            // Nothing to write, but the caller must still be allowed to update this row.
-            format!("SELECT true FROM {rel} AS t WHERE t.{id} = $2::{id_type} AND $1 IS NOT NULL FOR UPDATE", rel = self.name)
-        } else {
-            let list = targets.join(", ");
-            let sources: Vec<String> = targets.iter().map(|c| format!("r.{c}")).collect();
-            format!(
-                "UPDATE {rel} AS t SET ({list}) = (SELECT {src} FROM pg_catalog.jsonb_populate_record(NULL::{rel}, $1) AS r)
-                  WHERE t.{id} = $2::{id_type} RETURNING true",
-                rel = self.name,
-                src = sources.join(", ")
+    pub fn is_registered(&self) -> bool {
+        self.fields.is_some()
+    }
+
+    fn id_type(&self, row: RowRef<'_>) -> &str {
+        self.column_type(&self.id_column).unwrap_or_else(|| {
+            raise(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+                format!(
+                    "pylon_crdt: {row}: table {} has no id column \"{}\"",
+                    self.name, self.id_column
+                ),
             )
-        };
-        let updated = query_one::<bool>(
-            &query,
-            &[pgrx::JsonB(projection.clone()).into(), row.row_id.into()],
+        })
+    }
+
+    pub fn column_type(&self, name: &str) -> Option<&str> {
+        self.columns
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, ty)| ty.as_str())
+    }
+
+    /// `WHERE` clause matching the row by id (`$1` is the id as text).
+    fn by_id(&self, row: RowRef<'_>, param: usize) -> String {
+        format!(
+            "t.{} = ${param}::{}",
+            quote_identifier(&self.id_column),
+            self.id_type(row)
         )
-        .unwrap_or(false);
-        if !updated && self.row_exists(row, &id_type) {
+    }
+
+    /// Locks the row as the caller (`FOR UPDATE`: needs UPDATE rights, applies row-level
+    /// security) and returns whether it exists. Taken before the advisory lock, the order
+    /// plain UPDATEs (and so our triggers) take them in, so mixed writers cannot deadlock.
+    /// A row that exists but is hidden from the caller is an error.
+    pub fn lock_row(&self, row: RowRef<'_>) -> bool {
+        let query = format!(
+            "SELECT true FROM {} AS t WHERE {} FOR UPDATE OF t",
+            self.name,
+            self.by_id(row, 1)
+        );
+        let visible = query_one::<bool>(&query, &[row.row_id.into()]).unwrap_or(false);
+        if !visible && self.row_exists(row) {
             raise(
                 PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
                 format!("pylon_crdt: {row}: row-level security on table {} does not let this role update the row", self.name),
             );
         }
-        updated
+        visible
     }
 
-    /// Whether the row is visible to the caller; an existing row hidden by row-level security
-    /// is an error, so a doc is never read past the table's policies.
+    /// Refuses to read a doc whose row the caller's row-level security hides.
     pub fn check_visible(&self, row: RowRef<'_>) {
-        let id_type = self.id_type();
         let query = format!(
-            "SELECT true FROM {rel} AS t WHERE t.{id} = $1::{id_type}",
-            rel = self.name,
-            id = quote_identifier(&self.id_column)
+            "SELECT true FROM {} AS t WHERE {}",
+            self.name,
+            self.by_id(row, 1)
         );
         let visible = query_one::<bool>(&query, &[row.row_id.into()]).unwrap_or(false);
-        if !visible && self.row_exists(row, &id_type) {
+        if !visible && self.row_exists(row) {
             raise(
                 PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
                 format!("pylon_crdt: {row}: row-level security on table {} hides the row from this role", self.name),
@@ -131,45 +154,100 @@ impl EntityTable {
     }
 
     /// Whether the row exists at all, looked at past row-level security.
-    pub fn row_exists(&self, row: RowRef<'_>, id_type: &str) -> bool {
+    pub fn row_exists(&self, row: RowRef<'_>) -> bool {
         let query = format!(
-            "SELECT true FROM {rel} AS t WHERE t.{id} = $1::{id_type}",
-            rel = self.name,
-            id = quote_identifier(&self.id_column)
+            "SELECT true FROM {} AS t WHERE {}",
+            self.name,
+            self.by_id(row, 1)
         );
         as_owner(|| query_one::<bool>(&query, &[row.row_id.into()])).unwrap_or(false)
     }
 
-    pub fn id_type(&self) -> String {
-        self.columns()
-            .into_iter()
-            .find(|(name, _)| *name == self.id_column)
-            .map(|(_, ty)| ty)
-            .unwrap_or_else(|| "text".into())
+    /// The row's current values as JSON (column name to value), if the caller can see it.
+    pub fn row_values(&self, row: RowRef<'_>) -> Option<Map<String, Value>> {
+        let query = format!(
+            "SELECT to_jsonb(t) FROM {} AS t WHERE {}",
+            self.name,
+            self.by_id(row, 1)
+        );
+        match query_one::<JsonB>(&query, &[row.row_id.into()])?.0 {
+            Value::Object(map) => Some(map),
+            _ => None,
+        }
     }
 
-    /// (name, SQL type) of every live column.
-    fn columns(&self) -> Vec<(String, String)> {
-        Spi::connect(|client| {
-            client
-                .select(
-                    "SELECT a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod)
-                       FROM pg_catalog.pg_attribute a
-                      WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
-                      ORDER BY a.attnum",
-                    None,
-                    &[self.relid.into()],
-                )?
-                .map(|r| {
-                    Ok((
-                        r.get::<String>(1)?.unwrap_or_default(),
-                        r.get::<String>(2)?.unwrap_or_default(),
-                    ))
-                })
-                .collect::<Result<Vec<_>, pgrx::spi::Error>>()
-        })
-        .expect("reading pg_attribute")
+    /// The columns the projection writes: fields with a same-named column, id excluded.
+    fn targets<'a>(&'a self, projection: &'a Value) -> impl Iterator<Item = &'a str> + 'a {
+        let fields = projection.as_object().expect("a projection is an object");
+        self.columns
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .filter(move |name| *name != self.id_column && fields.contains_key(*name))
     }
+
+    /// Writes the projected values into the existing row's columns.
+    pub fn update_columns(&self, row: RowRef<'_>, projection: &Value) {
+        let targets: Vec<String> = self.targets(projection).map(quote_identifier).collect();
+        if targets.is_empty() {
+            return;
+        }
+        let sources: Vec<String> = targets.iter().map(|c| format!("r.{c}")).collect();
+        let query = format!(
+            "UPDATE {rel} AS t SET ({list}) = (SELECT {src} FROM pg_catalog.jsonb_populate_record(NULL::{rel}, $1) AS r)
+              WHERE {by_id}",
+            rel = self.name,
+            list = targets.join(", "),
+            src = sources.join(", "),
+            by_id = self.by_id(row, 2),
+        );
+        let _guard = ExtensionWrite::begin(self.relid, row.row_id);
+        Spi::run_with_args(
+            &query,
+            &[JsonB(projection.clone()).into(), row.row_id.into()],
+        )
+        .expect("writing materialized columns");
+    }
+
+    /// Inserts the row with the projected values (a patch for a missing row of a registered
+    /// entity). Constraint violations surface as their usual errors.
+    pub fn insert_row(&self, row: RowRef<'_>, projection: &Value) {
+        check_access(row, Some(self), Access::Insert);
+        let mut targets: Vec<String> = self.targets(projection).map(quote_identifier).collect();
+        targets.push(quote_identifier(&self.id_column));
+        let mut values = projection.as_object().cloned().unwrap_or_default();
+        values.insert(self.id_column.clone(), Value::String(row.row_id.to_owned()));
+        let list = targets.join(", ");
+        let query = format!(
+            "INSERT INTO {rel} ({list}) SELECT {list} FROM pg_catalog.jsonb_populate_record(NULL::{rel}, $1)",
+            rel = self.name
+        );
+        let _guard = ExtensionWrite::begin(self.relid, row.row_id);
+        Spi::run_with_args(&query, &[JsonB(Value::Object(values)).into()])
+            .expect("inserting the entity row");
+    }
+}
+
+/// (name, SQL type) of every live column of a relation.
+pub fn columns_of(relid: pg_sys::Oid) -> Vec<(String, String)> {
+    Spi::connect(|client| {
+        client
+            .select(
+                "SELECT a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod)
+                   FROM pg_catalog.pg_attribute a
+                  WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
+                  ORDER BY a.attnum",
+                None,
+                &[relid.into()],
+            )?
+            .map(|r| {
+                Ok((
+                    r.get::<String>(1)?.unwrap_or_default(),
+                    r.get::<String>(2)?.unwrap_or_default(),
+                ))
+            })
+            .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+    })
+    .expect("reading pg_attribute")
 }
 
 /// What a call does to a doc, for privilege checks.
@@ -177,6 +255,7 @@ impl EntityTable {
 pub enum Access {
     Read,
     Write,
+    Insert,
     Delete,
 }
 
@@ -191,6 +270,7 @@ pub fn check_access(row: RowRef<'_>, table: Option<&EntityTable>, access: Access
     let (mode, verb) = match access {
         Access::Read => (pg_sys::ACL_SELECT, "SELECT"),
         Access::Write => (pg_sys::ACL_UPDATE, "UPDATE"),
+        Access::Insert => (pg_sys::ACL_INSERT, "INSERT"),
         Access::Delete => (pg_sys::ACL_DELETE, "DELETE"),
     };
     let allowed = unsafe {

@@ -86,9 +86,14 @@ pub fn sidecar() -> &'static Sidecar {
 
 /// Schema-qualified, quoted name of another extension table (the registry, the log).
 pub fn extension_table(name: &str) -> String {
+    extension_object(&quote_identifier(name))
+}
+
+/// `schema.object` for an object in the extension's schema; `object` must be SQL already.
+pub fn extension_object(object: &str) -> String {
     let sidecar = &sidecar().table;
     let schema = &sidecar[..sidecar.len() - "._pylon_crdt_snapshots".len()];
-    format!("{schema}.{}", quote_identifier(name))
+    format!("{schema}.{object}")
 }
 
 /// Runs `f` as the sidecar's owner, restoring the caller's identity afterwards, also when
@@ -158,4 +163,11 @@ pub fn query_one<T: FromDatum + IntoDatum>(query: &str, args: &[DatumWithOid<'_>
         }
     })
     .unwrap_or_else(|e| panic!("pylon_crdt: SPI query failed: {e}"))
+}
+
+/// Removes every doc of an entity (TRUNCATE of its table, or disable with drop_docs).
+pub fn delete_entity(entity: &str) {
+    let query = format!("DELETE FROM {} WHERE entity = $1", sidecar().table);
+    as_owner(|| Spi::run_with_args(&query, &[entity.into()]))
+        .expect("deleting from _pylon_crdt_snapshots");
 }

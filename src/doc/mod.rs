@@ -9,6 +9,7 @@ pub mod fields;
 pub mod json;
 pub mod patch;
 pub mod project;
+pub mod rowpatch;
 
 #[cfg(test)]
 mod tests;

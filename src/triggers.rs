@@ -1,0 +1,417 @@
+//! Tables that are CRDTs (DESIGN 4): `pylon_crdt_enable` / `pylon_crdt_disable` and the
+//! trigger that turns plain INSERT / UPDATE / DELETE / TRUNCATE into doc changes.
+//!
+//! - BEFORE UPDATE, per row: the changed CRDT columns become a patch (counter columns as
+//!   increments), the doc merges it, and NEW's CRDT columns are replaced by the projection.
+//!   The row is already locked when a BEFORE UPDATE trigger runs, so the advisory lock comes
+//!   second, the same order the function path uses.
+//! - AFTER INSERT, per row: after, not before, so `INSERT ... ON CONFLICT DO UPDATE` patches
+//!   the doc once, through the UPDATE, when the insert does not happen. If the projection
+//!   differs from what was inserted (the doc already held data), the row is updated to it.
+//! - AFTER DELETE per row and AFTER TRUNCATE: the docs go too.
+//!
+//! When the extension itself writes the entity row (function path), the trigger must not
+//! apply the change again: `ExtensionWrite` marks that (relation, row) for the duration.
+
+use std::cell::RefCell;
+
+use pgrx::prelude::*;
+use pgrx::spi::quote_identifier;
+use pgrx::{JsonB, WhoAllocated};
+use serde_json::{Map, Value};
+
+use crate::doc::{self, rowpatch, BaseType, Field, FieldKind};
+use crate::error::{raise, OrRaise, RowRef};
+use crate::materialize::{columns_of, EntityTable};
+use crate::row;
+use crate::store::{self, as_owner, query_one};
+
+thread_local! {
+    // A backend is single-threaded; a stack because extension writes can nest through user
+    // triggers on other tables.
+    static EXTENSION_WRITES: RefCell<Vec<(pg_sys::Oid, String)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Marks a write of the extension's own to (relation, row) while alive; dropped on unwind too.
+pub struct ExtensionWrite;
+
+impl ExtensionWrite {
+    pub fn begin(relid: pg_sys::Oid, row_id: &str) -> ExtensionWrite {
+        EXTENSION_WRITES.with(|w| w.borrow_mut().push((relid, row_id.to_owned())));
+        ExtensionWrite
+    }
+
+    fn active(relid: pg_sys::Oid, row_id: &str) -> bool {
+        EXTENSION_WRITES.with(|w| w.borrow().iter().any(|(r, id)| *r == relid && id == row_id))
+    }
+}
+
+impl Drop for ExtensionWrite {
+    fn drop(&mut self) {
+        EXTENSION_WRITES.with(|w| w.borrow_mut().pop());
+    }
+}
+
+/// Registers a table as CRDT-backed and installs its triggers. Existing rows get docs made
+/// from their current values; rows that already have docs keep them and take their projection.
+#[pg_extern(volatile, parallel_unsafe)]
+fn pylon_crdt_enable(
+    relation: pgrx::PgRelation,
+    fields: JsonB,
+    entity: default!(Option<&str>, "NULL"),
+    id_column: default!(&str, "'id'"),
+) {
+    let relation = relation.oid();
+    let name =
+        query_one::<String>("SELECT $1::regclass::text", &[relation.into()]).unwrap_or_default();
+    let entity = match entity {
+        Some(e) => e.to_owned(),
+        None => query_one::<String>(
+            "SELECT relname::text FROM pg_catalog.pg_class WHERE oid = $1",
+            &[relation.into()],
+        )
+        .unwrap_or_default(),
+    };
+    let owns = query_one::<bool>(
+        "SELECT pg_catalog.pg_has_role(relowner, 'USAGE') FROM pg_catalog.pg_class WHERE oid = $1 AND relkind IN ('r', 'p')",
+        &[relation.into()],
+    );
+    match owns {
+        None => raise(
+            PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+            format!("pylon_crdt: {name} is not a table"),
+        ),
+        Some(false) => raise(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("pylon_crdt: must be owner of table {name} to enable it"),
+        ),
+        Some(true) => {}
+    }
+    let row = RowRef {
+        entity: &entity,
+        row_id: "",
+    };
+    let parsed = doc::parse_fields(&fields.0).or_raise(row);
+    check_columns(&entity, &name, relation, id_column, &parsed);
+
+    let registry = store::extension_table("_pylon_crdt_registry");
+    as_owner(|| {
+        Spi::run_with_args(
+            &format!(
+                "INSERT INTO {registry} (entity, relation, id_column, fields) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (entity) DO UPDATE SET relation = excluded.relation,
+                     id_column = excluded.id_column, fields = excluded.fields"
+            ),
+            &[entity.as_str().into(), relation.into(), id_column.into(), fields.into()],
+        )
+    })
+    .unwrap_or_else(|e| raise(PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT, format!("pylon_crdt: cannot register {name}: {e}")));
+
+    drop_triggers(&name);
+    let function = store::extension_object("pylon_crdt_trigger()");
+    for (trigger, timing) in [
+        ("pylon_crdt_update", "BEFORE UPDATE ON {rel} FOR EACH ROW"),
+        ("pylon_crdt_insert", "AFTER INSERT ON {rel} FOR EACH ROW"),
+        ("pylon_crdt_delete", "AFTER DELETE ON {rel} FOR EACH ROW"),
+        (
+            "pylon_crdt_truncate",
+            "AFTER TRUNCATE ON {rel} FOR EACH STATEMENT",
+        ),
+    ] {
+        let timing = timing.replace("{rel}", &name);
+        Spi::run(&format!(
+            "CREATE TRIGGER {trigger} {timing} EXECUTE FUNCTION {function}"
+        ))
+        .expect("CREATE TRIGGER");
+    }
+
+    // Existing rows: docs from their values (or, for rows that have docs, their projection).
+    let table = EntityTable::registered(&entity).expect("just registered");
+    let ids: Vec<String> = Spi::connect(|client| {
+        client
+            .select(
+                &format!(
+                    "SELECT t.{}::text FROM {name} AS t",
+                    quote_identifier(id_column)
+                ),
+                None,
+                &[],
+            )?
+            .map(|r| r.get::<String>(1).map(Option::unwrap_or_default))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .expect("listing existing rows");
+    for id in ids {
+        let row = RowRef {
+            entity: &entity,
+            row_id: &id,
+        };
+        let values = table.row_values(row);
+        let projection = row::merge(row, &parsed, || values.clone(), |_| Ok(()));
+        if values.is_some_and(|v| !columns_match(&v, &projection)) {
+            table.update_columns(row, &projection);
+        }
+    }
+}
+
+/// Removes the triggers and the registration. Docs stay unless `drop_docs`.
+#[pg_extern(volatile, parallel_unsafe)]
+fn pylon_crdt_disable(relation: pgrx::PgRelation, drop_docs: default!(bool, "false")) -> bool {
+    let relation = relation.oid();
+    let Some((entity, table)) = EntityTable::registered_relation(relation) else {
+        return false;
+    };
+    let owns = query_one::<bool>(
+        "SELECT pg_catalog.pg_has_role(relowner, 'USAGE') FROM pg_catalog.pg_class WHERE oid = $1",
+        &[relation.into()],
+    );
+    if owns != Some(true) {
+        raise(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!(
+                "pylon_crdt: must be owner of table {} to disable it",
+                table.name
+            ),
+        );
+    }
+    drop_triggers(&table.name);
+    let registry = store::extension_table("_pylon_crdt_registry");
+    as_owner(|| {
+        Spi::run_with_args(
+            &format!("DELETE FROM {registry} WHERE relation = $1"),
+            &[relation.into()],
+        )
+    })
+    .expect("unregistering");
+    if drop_docs {
+        store::delete_entity(&entity);
+    }
+    true
+}
+
+const TRIGGERS: [&str; 4] = [
+    "pylon_crdt_update",
+    "pylon_crdt_insert",
+    "pylon_crdt_delete",
+    "pylon_crdt_truncate",
+];
+
+fn drop_triggers(table: &str) {
+    for trigger in TRIGGERS {
+        let exists = query_one::<bool>(
+            "SELECT true FROM pg_catalog.pg_trigger WHERE tgrelid = $1::regclass AND tgname = $2",
+            &[table.into(), trigger.into()],
+        );
+        if exists.is_some() {
+            Spi::run(&format!("DROP TRIGGER {trigger} ON {table}")).expect("DROP TRIGGER");
+        }
+    }
+}
+
+/// Refuses columns that cannot hold their field's kind (42804), and a missing id column.
+fn check_columns(entity: &str, table: &str, relid: pg_sys::Oid, id_column: &str, fields: &[Field]) {
+    let columns = columns_of(relid);
+    if !columns.iter().any(|(n, _)| n == id_column) {
+        raise(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+            format!(
+                "pylon_crdt: entity \"{entity}\": table {table} has no id column \"{id_column}\""
+            ),
+        );
+    }
+    for field in fields {
+        let Some((_, ty)) = columns.iter().find(|(n, _)| *n == field.name) else {
+            continue;
+        };
+        if !column_fits(field, ty) {
+            raise(
+                PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+                format!(
+                    "pylon_crdt: entity \"{entity}\": field \"{}\" ({}) cannot be materialized into column \"{}\" of type {ty} in table {table}",
+                    field.name,
+                    field.kind.name(),
+                    field.name
+                ),
+            );
+        }
+    }
+}
+
+/// Which column types can hold a kind's projection. jsonb and json hold anything.
+fn column_fits(field: &Field, sql_type: &str) -> bool {
+    // "character varying(20)" -> "character varying", "timestamp(3) with time zone" -> "timestamp with time zone"
+    let base: String = {
+        let mut out = String::new();
+        let mut depth = 0;
+        for c in sql_type.chars() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                _ if depth == 0 => out.push(c),
+                _ => {}
+            }
+        }
+        out.split_whitespace().collect::<Vec<_>>().join(" ")
+    };
+    let ty = base.as_str();
+    if matches!(ty, "jsonb" | "json") {
+        return true;
+    }
+    let text = matches!(
+        ty,
+        "text" | "character varying" | "character" | "name" | "citext"
+    );
+    let integer = matches!(ty, "smallint" | "integer" | "bigint");
+    let number = integer || matches!(ty, "numeric" | "real" | "double precision");
+    match field.kind {
+        FieldKind::LwwString | FieldKind::Text => {
+            text || (field.base == BaseType::Datetime
+                && matches!(
+                    ty,
+                    "timestamp with time zone" | "timestamp without time zone" | "date"
+                ))
+                || (field.base == BaseType::Id && (ty == "uuid" || integer))
+        }
+        FieldKind::LwwNumber | FieldKind::Counter => {
+            if field.base == BaseType::Int {
+                number
+            } else {
+                number && !integer
+            }
+        }
+        FieldKind::LwwBool => ty == "boolean",
+        FieldKind::List | FieldKind::MovableList | FieldKind::Tree => false,
+    }
+}
+
+/// Whether the row's field columns already show the projection.
+fn columns_match(values: &Map<String, Value>, projection: &Value) -> bool {
+    projection.as_object().is_some_and(|p| {
+        p.iter()
+            .all(|(k, v)| values.get(k).is_none_or(|cur| cur == v))
+    })
+}
+
+/// The trigger function installed by `pylon_crdt_enable`.
+#[pg_trigger]
+fn pylon_crdt_trigger<'a>(
+    trigger: &'a pgrx::PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, impl WhoAllocated>>, pgrx::PgTriggerError> {
+    let relid = trigger.relid()?;
+    let Some((entity, table)) = EntityTable::registered_relation(relid) else {
+        // Registration removed while the trigger stayed (e.g. a restored dump without it).
+        return Ok(trigger.new().map(|t| t.into_owned()));
+    };
+    let fields = doc::parse_fields(table.fields.as_ref().expect("registered")).or_raise(RowRef {
+        entity: &entity,
+        row_id: "",
+    });
+    let rowtype = query_one::<pg_sys::Oid>(
+        "SELECT reltype FROM pg_catalog.pg_class WHERE oid = $1",
+        &[relid.into()],
+    )
+    .expect("reltype");
+    let id_of = |values: &Map<String, Value>| match values.get(&table.id_column) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => raise(
+            PgSqlErrorCode::ERRCODE_NOT_NULL_VIOLATION,
+            format!(
+                "pylon_crdt: entity \"{entity}\": id column \"{}\" is null",
+                table.id_column
+            ),
+        ),
+        Some(other) => other.to_string(),
+    };
+
+    match trigger.op()? {
+        PgTriggerOperation::Update => {
+            let new = to_json(trigger.new().expect("UPDATE has NEW"), rowtype);
+            let old = to_json(trigger.old().expect("UPDATE has OLD"), rowtype);
+            let row_id = id_of(&new);
+            if id_of(&old) != row_id {
+                raise(
+                    PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                    format!("pylon_crdt: entity \"{entity}\" row \"{}\": the id of a CRDT row cannot change", id_of(&old)),
+                );
+            }
+            if ExtensionWrite::active(relid, &row_id) {
+                return Ok(trigger.new().map(|t| t.into_owned()));
+            }
+            let row = RowRef {
+                entity: &entity,
+                row_id: &row_id,
+            };
+            let patch = rowpatch::from_update(&fields, &old, &new);
+            let projection = row::merge(
+                row,
+                &fields,
+                || Some(old.clone()),
+                |d| doc::apply_patch(d, &fields, &patch),
+            );
+            Ok(Some(with_projection(
+                trigger.new().expect("NEW"),
+                rowtype,
+                &projection,
+            )))
+        }
+        PgTriggerOperation::Insert => {
+            let new = to_json(trigger.new().expect("INSERT has NEW"), rowtype);
+            let row_id = id_of(&new);
+            if !ExtensionWrite::active(relid, &row_id) {
+                let row = RowRef {
+                    entity: &entity,
+                    row_id: &row_id,
+                };
+                let patch = rowpatch::from_row(&fields, &new, false);
+                let projection = row::merge(
+                    row,
+                    &fields,
+                    || None,
+                    |d| doc::apply_patch(d, &fields, &patch),
+                );
+                if !columns_match(&new, &projection) {
+                    table.update_columns(row, &projection);
+                }
+            }
+            Ok(None)
+        }
+        PgTriggerOperation::Delete => {
+            let old = to_json(trigger.old().expect("DELETE has OLD"), rowtype);
+            let row_id = id_of(&old);
+            let row = RowRef {
+                entity: &entity,
+                row_id: &row_id,
+            };
+            store::lock_row(row);
+            store::delete(row);
+            Ok(None)
+        }
+        PgTriggerOperation::Truncate => {
+            store::delete_entity(&entity);
+            Ok(None)
+        }
+    }
+}
+
+/// A row as JSON, via `to_jsonb` (the same conversion the projection takes back).
+fn to_json<A: WhoAllocated>(tuple: PgHeapTuple<'_, A>, rowtype: pg_sys::Oid) -> Map<String, Value> {
+    let arg = unsafe { pgrx::datum::DatumWithOid::new(tuple, rowtype) };
+    match query_one::<JsonB>("SELECT pg_catalog.to_jsonb($1)", &[arg]).map(|j| j.0) {
+        Some(Value::Object(map)) => map,
+        _ => Map::new(),
+    }
+}
+
+/// NEW with its CRDT columns replaced by the projection.
+fn with_projection<'a, A: WhoAllocated>(
+    new: PgHeapTuple<'a, A>,
+    rowtype: pg_sys::Oid,
+    projection: &Value,
+) -> PgHeapTuple<'a, pgrx::AllocatedByRust> {
+    let arg = unsafe { pgrx::datum::DatumWithOid::new(new, rowtype) };
+    query_one::<PgHeapTuple<'a, pgrx::AllocatedByRust>>(
+        "SELECT pg_catalog.jsonb_populate_record($1, $2)",
+        &[arg, JsonB(projection.clone()).into()],
+    )
+    .expect("jsonb_populate_record returns a row")
+}

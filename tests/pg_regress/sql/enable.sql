@@ -1,0 +1,85 @@
+-- Tables that are CRDTs: pylon_crdt_enable installs triggers, and plain SQL goes through the doc.
+CREATE TABLE "Task List" (id text PRIMARY KEY, title text, notes text, votes integer, done boolean, tags jsonb, due timestamptz);
+INSERT INTO "Task List" (id, title, votes) VALUES ('existing', 'was here before', 2);
+\set fields '{"title":"string","notes":"richtext","votes":{"type":"int","crdt":"counter"},"done":"bool","tags":{"type":"string","crdt":"list"},"due":"datetime"}'
+SELECT pylon_crdt_enable('"Task List"', :'fields', entity => 'Task');
+SELECT entity, relation, id_column FROM _pylon_crdt_registry;
+SELECT tgname FROM pg_trigger WHERE tgrelid = '"Task List"'::regclass ORDER BY 1;
+-- Rows that existed before got docs from their values.
+SELECT pylon_crdt_project('Task', 'existing');
+
+-- INSERT creates the doc; the row equals the projection.
+INSERT INTO "Task List" (id, title, notes, votes, tags) VALUES ('t1', 'Write docs', 'Draft the README', 1, '["docs"]');
+SELECT pylon_crdt_project('Task', 't1');
+
+-- UPDATE of a counter column records the delta, a text column becomes a diff.
+UPDATE "Task List" SET votes = votes + 1, notes = 'Draft the README and the FAQ' WHERE id = 't1';
+UPDATE "Task List" SET votes = votes + 10 WHERE id = 't1';
+SELECT id, title, notes, votes FROM "Task List" WHERE id = 't1';
+SELECT pylon_crdt_project('Task', 't1') -> 'votes' AS doc_votes;
+
+-- A remote peer's increment and a plain UPDATE add up.
+SELECT pylon_crdt_apply_patch('Task', 't1', '{"votes":{"increment":100}}') -> 'votes' AS after_function;
+UPDATE "Task List" SET votes = votes + 1 WHERE id = 't1';
+SELECT votes FROM "Task List" WHERE id = 't1';
+
+-- A list column takes an array (diffed) or list ops.
+UPDATE "Task List" SET tags = '{"push":"urgent"}' WHERE id = 't1';
+UPDATE "Task List" SET tags = '["docs","urgent","later"]' WHERE id = 't1';
+SELECT tags FROM "Task List" WHERE id = 't1';
+
+-- Bad values in plain SQL are refused like bad patches.
+SELECT expect_error($$UPDATE "Task List" SET tags = '"not a list"' WHERE id = 't1'$$);
+SELECT expect_error($$UPDATE "Task List" SET id = 'renamed' WHERE id = 't1'$$);
+
+-- Multi-row UPDATE, INSERT ... ON CONFLICT, COPY.
+INSERT INTO "Task List" (id, title, votes) VALUES ('t2', 'Second', 5), ('t3', 'Third', 7);
+UPDATE "Task List" SET votes = votes * 2, done = true WHERE id IN ('t2', 't3');
+INSERT INTO "Task List" (id, title, votes) VALUES ('t2', 'ignored', 1)
+  ON CONFLICT (id) DO UPDATE SET votes = "Task List".votes + excluded.votes;
+COPY "Task List" (id, title, votes, due) FROM STDIN;
+c1	Copied one	3	2026-11-27 10:00:00+00
+c2	Copied two	4	\N
+\.
+SELECT id, title, votes, done, due FROM "Task List" ORDER BY id;
+SELECT id, pylon_crdt_project('Task', id) ->> 'votes' AS doc_votes, pylon_crdt_project('Task', id) ->> 'due' AS doc_due
+  FROM "Task List" ORDER BY id;
+
+-- The function path on a registered table: no trigger recursion (the counter moves once).
+SELECT pylon_crdt_apply_patch('Task', 't3', '{"votes":{"increment":1},"title":"Third!"}');
+SELECT title, votes FROM "Task List" WHERE id = 't3';
+-- A patch for a missing row inserts it; constraint violations surface as usual.
+SELECT pylon_crdt_apply_patch('Task', 'new', '{"title":"Made by a patch","votes":3}') ->> 'title' AS title;
+SELECT id, title, votes FROM "Task List" WHERE id = 'new';
+-- A peer update for a missing row is refused (P0002) and leaves no orphan snapshot.
+SELECT expect_error($$SELECT pylon_crdt_apply_update('Task', 'ghost', pylon_crdt_snapshot('Task', 't1'))$$);
+SELECT count(*) AS orphans FROM _pylon_crdt_snapshots WHERE entity = 'Task' AND row_id = 'ghost';
+-- A peer's update for an existing row merges and materializes (a second doc plays the peer).
+SELECT pylon_crdt_apply_update('TaskPeer', 'c2', :'fields', pylon_crdt_snapshot('Task', 'c2')) ->> 'title' AS peer_has;
+SELECT pylon_crdt_version('TaskPeer', 'c2') AS peer_version \gset
+SELECT pylon_crdt_apply_patch('TaskPeer', 'c2', :'fields', '{"title":"Renamed by a peer","votes":{"increment":1}}') ->> 'title';
+UPDATE "Task List" SET votes = votes + 1 WHERE id = 'c2';
+SELECT pylon_crdt_apply_update('Task', 'c2', pylon_crdt_update_since('TaskPeer', 'c2', :'peer_version'));
+SELECT title, votes FROM "Task List" WHERE id = 'c2';
+
+-- DELETE and TRUNCATE remove the docs.
+DELETE FROM "Task List" WHERE id = 'c1';
+SELECT count(*) FROM _pylon_crdt_snapshots WHERE entity = 'Task' AND row_id = 'c1';
+SELECT count(*) > 0 AS has_docs FROM _pylon_crdt_snapshots WHERE entity = 'Task';
+TRUNCATE "Task List";
+SELECT count(*) AS docs_after_truncate FROM _pylon_crdt_snapshots WHERE entity = 'Task';
+
+-- Column types that cannot hold a field's kind are refused.
+CREATE TABLE wrong (id int PRIMARY KEY, votes text, tags text, flag integer);
+SELECT expect_error($$SELECT pylon_crdt_enable('wrong', '{"votes":{"type":"int","crdt":"counter"}}')$$);
+SELECT expect_error($$SELECT pylon_crdt_enable('wrong', '{"tags":{"type":"string","crdt":"list"}}')$$);
+SELECT expect_error($$SELECT pylon_crdt_enable('wrong', '{"flag":"bool"}')$$);
+SELECT expect_error($$SELECT pylon_crdt_enable('wrong', '{"x":"string"}', id_column => 'nope')$$);
+SELECT expect_error($$SELECT pylon_crdt_enable('wrong', '{"x":"bogus"}')$$);
+
+-- disable removes the triggers and the registration; docs stay unless asked.
+INSERT INTO "Task List" (id, title) VALUES ('kept', 'kept doc');
+SELECT pylon_crdt_disable('"Task List"');
+SELECT count(*) AS triggers FROM pg_trigger WHERE tgrelid = '"Task List"'::regclass;
+SELECT count(*) AS docs FROM _pylon_crdt_snapshots WHERE entity = 'Task';
+SELECT expect_error($$SELECT pylon_crdt_project('Task', 'kept')$$);
