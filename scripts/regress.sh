@@ -22,10 +22,19 @@ trap 'rm -f "$launcher"' EXIT
 printf '#!/bin/bash\n"$@" -v VERBOSITY=terse\n' >"$launcher"
 chmod 755 "$launcher"
 
+# A backend that crashes mid-file can still leave passing output: watch the server log too.
+log="${PYLON_CRDT_WORK:-/var/tmp/pylon_crdt}/cluster/server.log"
+log_start=$(stat -c %s "$log" 2>/dev/null || echo 0)
+
 status=0
 PGOPTIONS="-c client_min_messages=warning" "$PG_REGRESS" \
   --host=127.0.0.1 --port="$PORT" --user=postgres --dbname=pylon_crdt_regress \
   --inputdir="$DIR" --outputdir="$DIR" --launcher="$launcher" "${tests[@]}" || status=$?
+
+if tail -c +"$((log_start + 1))" "$log" 2>/dev/null | grep -E "terminated by signal|PANIC"; then
+  echo "regress: a backend crashed during the run (see $log)"
+  exit 1
+fi
 
 if [ "${1:-}" = --update ]; then
   for t in "${tests[@]}"; do cp "$DIR/results/$t.out" "$DIR/expected/$t.out"; done

@@ -53,3 +53,27 @@ SELECT pg_catalog.pg_extension_config_dump('_pylon_crdt_registry', '');
 REVOKE ALL ON _pylon_crdt_snapshots FROM PUBLIC;
 REVOKE ALL ON _pylon_crdt_registry FROM PUBLIC;
 GRANT SELECT ON _pylon_crdt_registry TO PUBLIC;
+
+-- Update-log storage (see the README, "Storage modes"): a write appends its delta here; the
+-- snapshot is rewritten only past pylon_crdt.log_compact_threshold or on pylon_crdt_compact.
+CREATE SEQUENCE _pylon_crdt_updates_seq;
+CREATE TABLE _pylon_crdt_updates (
+    entity text   NOT NULL,
+    row_id text   NOT NULL,
+    seq    bigint NOT NULL DEFAULT nextval('_pylon_crdt_updates_seq'),
+    update bytea  NOT NULL,
+    PRIMARY KEY (entity, row_id, seq)
+);
+ALTER SEQUENCE _pylon_crdt_updates_seq OWNED BY _pylon_crdt_updates.seq;
+SELECT pg_catalog.pg_extension_config_dump('_pylon_crdt_updates', '');
+SELECT pg_catalog.pg_extension_config_dump('_pylon_crdt_updates_seq', '');
+
+-- Per-entity storage mode; entities not listed use 'snapshot', the runtime-compatible mode.
+CREATE TABLE _pylon_crdt_storage (
+    entity text PRIMARY KEY,
+    mode   text NOT NULL CHECK (mode IN ('snapshot', 'log'))
+);
+SELECT pg_catalog.pg_extension_config_dump('_pylon_crdt_storage', '');
+
+REVOKE ALL ON _pylon_crdt_updates, _pylon_crdt_updates_seq, _pylon_crdt_storage FROM PUBLIC;
+GRANT SELECT ON _pylon_crdt_storage TO PUBLIC;

@@ -4,14 +4,31 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 
 use crate::doc;
-use crate::error::{OrRaise, RowRef};
+use crate::error::{raise, OrRaise, RowRef};
 use crate::materialize::EntityTable;
 use crate::row::{self, Change, Entity};
+
+/// Refuses (54000) an input over `pylon_crdt.max_input_bytes` before any work.
+fn check_size(row: RowRef<'_>, what: &str, bytes: usize) {
+    let limit = crate::MAX_INPUT_BYTES.get().max(0) as usize;
+    if bytes > limit {
+        raise(
+            PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            format!("pylon_crdt: {row}: {what} of {bytes} bytes is over pylon_crdt.max_input_bytes ({limit})"),
+        );
+    }
+}
+
+fn check_patch_size(row: RowRef<'_>, patch: &serde_json::Value) {
+    let limit = crate::MAX_INPUT_BYTES.get().max(0) as usize;
+    check_size(row, "patch", doc::json::approx_size(patch, limit + 1));
+}
 
 /// Applies a JSON patch to the row's doc and returns the projection of every field.
 #[pg_extern(volatile, parallel_unsafe)]
 fn pylon_crdt_apply_patch(entity: &str, row_id: &str, fields: JsonB, patch: JsonB) -> JsonB {
     let row = RowRef { entity, row_id };
+    check_patch_size(row, &patch.0);
     let target = Entity::with_fields(row, &fields.0);
     JsonB(row::write(row, &target, Change::Patch(&patch.0)))
 }
@@ -20,6 +37,7 @@ fn pylon_crdt_apply_patch(entity: &str, row_id: &str, fields: JsonB, patch: Json
 #[pg_extern(volatile, parallel_unsafe, name = "pylon_crdt_apply_patch")]
 fn pylon_crdt_apply_patch_registered(entity: &str, row_id: &str, patch: JsonB) -> JsonB {
     let row = RowRef { entity, row_id };
+    check_patch_size(row, &patch.0);
     let target = Entity::registered(row);
     JsonB(row::write(row, &target, Change::Patch(&patch.0)))
 }
@@ -28,6 +46,7 @@ fn pylon_crdt_apply_patch_registered(entity: &str, row_id: &str, patch: JsonB) -
 #[pg_extern(volatile, parallel_unsafe)]
 fn pylon_crdt_apply_update(entity: &str, row_id: &str, fields: JsonB, update: &[u8]) -> JsonB {
     let row = RowRef { entity, row_id };
+    check_size(row, "update", update.len());
     let target = Entity::with_fields(row, &fields.0);
     JsonB(row::write(row, &target, Change::Import(update)))
 }
@@ -35,6 +54,7 @@ fn pylon_crdt_apply_update(entity: &str, row_id: &str, fields: JsonB, update: &[
 #[pg_extern(volatile, parallel_unsafe, name = "pylon_crdt_apply_update")]
 fn pylon_crdt_apply_update_registered(entity: &str, row_id: &str, update: &[u8]) -> JsonB {
     let row = RowRef { entity, row_id };
+    check_size(row, "update", update.len());
     let target = Entity::registered(row);
     JsonB(row::write(row, &target, Change::Import(update)))
 }
@@ -43,7 +63,7 @@ fn pylon_crdt_apply_update_registered(entity: &str, row_id: &str, update: &[u8])
 #[pg_extern(stable, parallel_safe)]
 fn pylon_crdt_snapshot(entity: &str, row_id: &str) -> Vec<u8> {
     let row = RowRef { entity, row_id };
-    row::read(row, EntityTable::resolve(entity).as_ref(), doc::snapshot)
+    row::snapshot(row, EntityTable::resolve(entity).as_ref())
 }
 
 /// The row's encoded version vector, for `pylon_crdt_update_since`.
@@ -57,6 +77,7 @@ fn pylon_crdt_version(entity: &str, row_id: &str) -> Vec<u8> {
 #[pg_extern(stable, parallel_safe)]
 fn pylon_crdt_update_since(entity: &str, row_id: &str, since: &[u8]) -> Vec<u8> {
     let row = RowRef { entity, row_id };
+    check_size(row, "version vector", since.len());
     let since = doc::decode_version(since).or_raise(row);
     row::read(row, EntityTable::resolve(entity).as_ref(), |d| {
         doc::updates_since(d, &since)
@@ -99,4 +120,44 @@ fn pylon_crdt_delete(entity: &str, row_id: &str) -> bool {
 #[pg_extern(immutable, parallel_safe)]
 fn pylon_crdt_lock_key(s: &str) -> i32 {
     crate::store::advisory_key(s)
+}
+
+/// Folds the row's update log into its snapshot; with `trim_history`, also drops history
+/// before the current version (a Loro shallow snapshot): the projection stays the same and
+/// peers at the current version keep syncing, but an update that depends on trimmed history
+/// is refused. Returns the new snapshot's size in bytes.
+#[pg_extern(volatile, parallel_unsafe)]
+fn pylon_crdt_compact(entity: &str, row_id: &str, trim_history: default!(bool, "false")) -> i64 {
+    let row = RowRef { entity, row_id };
+    row::compact(row, &EntityTable::resolve(entity), trim_history) as i64
+}
+
+/// Chooses how an entity's docs are stored: 'snapshot' (the default: the full snapshot is
+/// rewritten on every write, as the runtime's own readers need) or 'log' (a write appends
+/// only its delta; see the README). Switching to 'snapshot' folds every row's log.
+#[pg_extern(volatile, parallel_unsafe)]
+fn pylon_crdt_set_storage(entity: &str, mode: &str) {
+    row::set_storage(entity, mode);
+}
+
+/// This backend's doc-cache and storage counters.
+#[pg_extern(volatile, parallel_safe)]
+fn pylon_crdt_stats() -> TableIterator<
+    'static,
+    (
+        name!(cache_hits, i64),
+        name!(cache_misses, i64),
+        name!(decodes, i64),
+        name!(compactions, i64),
+        name!(cached_docs, i64),
+    ),
+> {
+    let s = crate::cache::STATS.with(|s| s.get());
+    TableIterator::once((
+        s.hits,
+        s.misses,
+        s.decodes,
+        s.compactions,
+        crate::cache::len() as i64,
+    ))
 }

@@ -6,15 +6,56 @@
 pub mod doc;
 
 mod api;
+mod cache;
 mod error;
 mod materialize;
 mod row;
 mod store;
 mod triggers;
+mod verify;
 
 ::pgrx::pg_module_magic!(name, version);
 
 pgrx::extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
+
+/// Largest update, snapshot, version or patch a call accepts (`pylon_crdt.max_input_bytes`).
+pub static MAX_INPUT_BYTES: pgrx::GucSetting<i32> = pgrx::GucSetting::<i32>::new(64 << 20);
+
+#[pgrx::pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    use pgrx::{GucContext, GucFlags, GucRegistry};
+    GucRegistry::define_int_guc(
+        c"pylon_crdt.max_input_bytes",
+        c"Largest Loro update, snapshot, version vector or JSON patch a call accepts.",
+        c"Larger inputs are refused with SQLSTATE 54000 before any work is done.",
+        &MAX_INPUT_BYTES,
+        1024,
+        i32::MAX,
+        GucContext::Userset,
+        GucFlags::UNIT_BYTE,
+    );
+    GucRegistry::define_int_guc(
+        c"pylon_crdt.cache_size",
+        c"Decoded docs kept per backend (0 disables the cache).",
+        c"Cached docs are validated against the stored row on every use, so they are never stale.",
+        &cache::CACHE_SIZE,
+        0,
+        1_000_000,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pylon_crdt.log_compact_threshold",
+        c"Log entries a row may gather in update-log storage before a write folds them into its snapshot.",
+        c"Only for entities in 'log' storage; see pylon_crdt_set_storage.",
+        &row::LOG_COMPACT_THRESHOLD,
+        0,
+        1_000_000,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    cache::init();
+}
 
 #[cfg(any(test, feature = "pg_test"))]
 #[pgrx::pg_schema]

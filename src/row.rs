@@ -2,14 +2,15 @@
 //! paths share one lock order (entity row first, then the advisory lock) and one way of
 //! loading, seeding and saving.
 
-use loro::LoroDoc;
+use loro::{LoroDoc, VersionVector};
 use pgrx::prelude::*;
 use serde_json::{Map, Value};
 
+use crate::cache;
 use crate::doc::{self, rowpatch, DocError, Field};
 use crate::error::{raise, OrRaise, RowRef};
 use crate::materialize::{check_access, Access, EntityTable};
-use crate::store;
+use crate::store::{self, Stamp, Storage};
 
 /// An entity's table (if any) and its fields, as a call sees them.
 pub struct Entity {
@@ -50,20 +51,73 @@ impl Entity {
     }
 }
 
-/// Loads the stored doc with a fresh peer id; `None` when the row has no doc yet.
-fn load(row: RowRef<'_>) -> Option<LoroDoc> {
-    let stored = store::load(row)?;
-    Some(
-        doc::load(Some(&stored))
-            .map_err(|e| DocError::Bytes(format!("stored snapshot does not decode: {e}")))
-            .or_raise(row),
-    )
+/// Upper bound on a row's log entries before a write folds them into the snapshot
+/// (`pylon_crdt.log_compact_threshold`).
+pub static LOG_COMPACT_THRESHOLD: pgrx::GucSetting<i32> = pgrx::GucSetting::<i32>::new(128);
+
+/// A row's doc as loaded, with what it was loaded from.
+struct Loaded {
+    doc: LoroDoc,
+    stamp: Stamp,
+    storage: Storage,
+    /// Whether the row has a stored doc at all.
+    exists: bool,
+}
+
+/// Loads the row's doc: the cached one when its stamp still matches the stored row (catching
+/// up on newer log entries), else decoded from the snapshot and the log. A row without a doc
+/// gives an empty one. Docs always edit under a fresh peer id (see `cache::take`).
+fn load(row: RowRef<'_>) -> Loaded {
+    let cached = cache::take(row.entity, row.row_id);
+    let stored = store::fetch(row, cached.as_ref().map(|c| &c.stamp));
+    let exists = stored.stamp.snapshot.is_some() || stored.stamp.log_len > 0;
+    let corrupt = |e: DocError| DocError::Bytes(format!("stored doc does not decode: {e}"));
+    let reusable = cached.filter(|c| {
+        c.stamp.snapshot.is_some()
+            && c.stamp.snapshot == stored.stamp.snapshot
+            && c.stamp.log_seq <= stored.stamp.log_seq
+    });
+    let doc = match reusable {
+        Some(cached) => {
+            cache::count(|s| s.hits += 1);
+            if cached.stamp.log_seq != stored.stamp.log_seq {
+                for update in store::log_since(row, cached.stamp.log_seq) {
+                    doc::import(&cached.doc, &update)
+                        .map_err(corrupt)
+                        .or_raise(row);
+                }
+            }
+            cached.doc
+        }
+        None => {
+            cache::count(|s| s.misses += 1);
+            if exists {
+                cache::count(|s| s.decodes += 1);
+            }
+            let doc = doc::load(stored.snapshot.as_deref())
+                .map_err(corrupt)
+                .or_raise(row);
+            if stored.stamp.log_len > 0 {
+                for update in store::log_since(row, None) {
+                    doc::import(&doc, &update).map_err(corrupt).or_raise(row);
+                }
+            }
+            doc
+        }
+    };
+    Loaded {
+        doc,
+        stamp: stored.stamp,
+        storage: stored.storage,
+        exists,
+    }
 }
 
 /// The core of every write, for a caller that already holds the entity row's lock (or has
 /// none): take the advisory lock, load the doc (a new one seeded from `seed()`, the row's
-/// current values, when the row has no doc yet), apply `change`, save, return the projection.
-/// Errors raise and abort the transaction, so nothing is half written.
+/// current values, when the row has no doc yet), apply `change`, store, return the projection.
+/// Errors raise and abort the transaction, so nothing is half written; the doc goes back to
+/// the cache only after everything succeeded.
 pub fn merge(
     row: RowRef<'_>,
     fields: &[Field],
@@ -71,18 +125,54 @@ pub fn merge(
     change: impl FnOnce(&LoroDoc) -> Result<(), DocError>,
 ) -> Value {
     store::lock_row(row);
-    let doc = load(row).unwrap_or_else(|| {
-        let fresh = doc::load(None).or_raise(row);
+    let Loaded {
+        doc,
+        stamp,
+        storage,
+        exists,
+    } = load(row);
+    let before = doc.oplog_vv();
+    if !exists {
         if let Some(values) = seed() {
-            doc::apply_patch(&fresh, fields, &rowpatch::from_row(fields, &values, true))
+            doc::apply_patch(&doc, fields, &rowpatch::from_row(fields, &values, true))
                 .or_raise(row);
         }
-        fresh
-    });
+    }
     change(&doc).or_raise(row);
     let projection = doc::project(&doc, fields).or_raise(row);
-    store::save(row, &doc::snapshot(&doc));
+    let stamp = if exists && doc.oplog_vv() == before {
+        stamp // nothing changed: no write, no WAL
+    } else {
+        persist(row, &doc, &before, stamp, storage, exists)
+    };
+    cache::put(row.entity, row.row_id, doc, stamp);
     projection
+}
+
+/// Stores a changed doc: in log mode its delta since `before`, else (or past the threshold)
+/// the full snapshot with the log folded in.
+fn persist(
+    row: RowRef<'_>,
+    doc: &LoroDoc,
+    before: &VersionVector,
+    stamp: Stamp,
+    storage: Storage,
+    exists: bool,
+) -> Stamp {
+    let threshold = i64::from(LOG_COMPACT_THRESHOLD.get().max(0));
+    if storage == Storage::Log && exists && stamp.log_len < threshold {
+        let delta = doc::updates_since(doc, before).or_raise(row);
+        let seq = store::append_log(row, &delta);
+        return Stamp {
+            log_seq: Some(seq),
+            log_len: stamp.log_len + 1,
+            snapshot: stamp.snapshot,
+        };
+    }
+    if stamp.log_len > 0 {
+        cache::count(|s| s.compactions += 1);
+    }
+    store::save_snapshot(row, &doc::snapshot(doc), stamp.log_len > 0)
 }
 
 /// What a function call does to a doc.
@@ -130,12 +220,33 @@ pub fn write(row: RowRef<'_>, entity: &Entity, change: Change<'_>) -> Value {
 /// Runs `f` on the current doc (an empty one when there is none) after checking the caller
 /// may read the row.
 pub fn read<R>(row: RowRef<'_>, table: Option<&EntityTable>, f: impl FnOnce(&LoroDoc) -> R) -> R {
+    check_read(row, table);
+    let Loaded {
+        doc, stamp, exists, ..
+    } = load(row);
+    let result = f(&doc);
+    if exists {
+        cache::put(row.entity, row.row_id, doc, stamp);
+    }
+    result
+}
+
+fn check_read(row: RowRef<'_>, table: Option<&EntityTable>) {
     check_access(row, table, Access::Read);
     if let Some(table) = table {
         table.check_visible(row);
     }
-    let doc = load(row).unwrap_or_else(|| doc::load(None).or_raise(row));
-    f(&doc)
+}
+
+/// The full snapshot. In snapshot storage with no log that is the stored value itself, with
+/// no decode.
+pub fn snapshot(row: RowRef<'_>, table: Option<&EntityTable>) -> Vec<u8> {
+    check_read(row, table);
+    let stored = store::fetch(row, None);
+    match stored.snapshot {
+        Some(bytes) if stored.stamp.log_len == 0 => bytes,
+        _ => read(row, table, doc::snapshot),
+    }
 }
 
 /// Deletes the row's doc (not the entity row); true when there was one.
@@ -143,5 +254,85 @@ pub fn delete(row: RowRef<'_>) -> bool {
     let table = EntityTable::resolve(row.entity);
     check_access(row, table.as_ref(), Access::Delete);
     store::lock_row(row);
+    cache::forget(row.entity, row.row_id);
     store::delete(row)
+}
+
+/// Folds the row's log into a fresh snapshot (optionally a shallow one that drops history
+/// before the current version). Returns the snapshot's size.
+pub fn compact(row: RowRef<'_>, table: &Option<EntityTable>, trim_history: bool) -> usize {
+    check_access(row, table.as_ref(), Access::Write);
+    if let Some(table) = table {
+        table.lock_row(row);
+    }
+    store::lock_row(row);
+    let Loaded {
+        doc, stamp, exists, ..
+    } = load(row);
+    if !exists {
+        return 0;
+    }
+    let (doc, bytes) = if trim_history {
+        let shallow = doc::shallow_snapshot(&doc).or_raise(row);
+        // Cache the trimmed doc, not the full one, or the next write would store the
+        // trimmed history again.
+        (doc::load(Some(&shallow)).or_raise(row), shallow)
+    } else {
+        let full = doc::snapshot(&doc);
+        (doc, full)
+    };
+    if stamp.log_len > 0 {
+        cache::count(|s| s.compactions += 1);
+    }
+    let stamp = store::save_snapshot(row, &bytes, stamp.log_len > 0);
+    cache::put(row.entity, row.row_id, doc, stamp);
+    bytes.len()
+}
+
+/// Sets an entity's storage mode; leaving 'log' folds every row's log into its snapshot.
+pub fn set_storage(entity: &str, mode: &str) {
+    let entity_row = RowRef { entity, row_id: "" };
+    let storage = match mode {
+        "snapshot" => Storage::Snapshot,
+        "log" => Storage::Log,
+        other => raise(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!(
+                "pylon_crdt: {entity_row}: storage mode must be 'snapshot' or 'log', got '{other}'"
+            ),
+        ),
+    };
+    let table = EntityTable::resolve(entity);
+    check_access(entity_row, table.as_ref(), Access::Write);
+    let config = store::extension_table("_pylon_crdt_storage");
+    store::as_owner(|| {
+        store::run(
+            &format!(
+                "INSERT INTO {config} (entity, mode) VALUES ($1, $2)
+                 ON CONFLICT (entity) DO UPDATE SET mode = excluded.mode"
+            ),
+            &[entity.into(), mode.into()],
+        )
+    });
+    if storage == Storage::Snapshot {
+        let rows = store::as_owner(|| {
+            store::query_column::<String>(
+                &format!(
+                    "SELECT DISTINCT row_id FROM {} WHERE entity = $1",
+                    store::sidecar().log
+                ),
+                &[entity.into()],
+            )
+        });
+        for row_id in rows {
+            compact(
+                RowRef {
+                    entity,
+                    row_id: &row_id,
+                },
+                &table,
+                false,
+            );
+        }
+    }
 }

@@ -1,16 +1,23 @@
-//! Storage via SPI: the sidecar table `_pylon_crdt_snapshots`, the runtime-compatible
-//! advisory lock, and running sidecar I/O as the table's owner.
+//! Storage via SPI: the sidecar table `_pylon_crdt_snapshots`, the update log
+//! `_pylon_crdt_updates`, the runtime-compatible advisory lock, and running sidecar I/O as
+//! the tables' owner.
 //!
 //! PUBLIC cannot touch the sidecar (DESIGN 8), so reads and writes of it run as its owner
-//! after `access` has checked the caller's rights on the entity itself.
+//! after `materialize::check_access` has checked the caller's rights on the entity itself.
+//! Every statement is prepared once per backend and kept (`SPI_keepplan`); Postgres'
+//! plan cache revalidates kept plans after DDL.
 
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
+use std::mem::ManuallyDrop;
+use std::num::NonZeroUsize;
 
+use lru::LruCache;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
-use pgrx::spi::quote_identifier;
+use pgrx::spi::{quote_identifier, OwnedPreparedStatement, SpiTupleTable};
+use pgrx::PgOid;
 
 use crate::error::RowRef;
 
@@ -22,30 +29,39 @@ pub fn advisory_key(s: &str) -> i32 {
     hasher.finish() as u32 as i32
 }
 
-/// Transaction-scoped lock on (entity, row_id), shared with the runtime's writers.
+/// Transaction-scoped lock on (entity, row_id), shared with the runtime's writers. Called
+/// directly rather than through SPI: it is on every write's path.
 pub fn lock_row(row: RowRef<'_>) {
-    Spi::run_with_args(
-        "SELECT pg_catalog.pg_advisory_xact_lock($1, $2)",
-        &[
-            advisory_key(row.entity).into(),
-            advisory_key(row.row_id).into(),
-        ],
-    )
-    .expect("pg_advisory_xact_lock");
+    unsafe {
+        pgrx::direct_function_call_as_datum(
+            pg_sys::pg_advisory_xact_lock_int4,
+            &[
+                advisory_key(row.entity).into_datum(),
+                advisory_key(row.row_id).into_datum(),
+            ],
+        );
+    }
 }
 
 /// Where the sidecar lives and who owns it, looked up once per backend.
 pub struct Sidecar {
     /// Schema-qualified, quoted name.
     pub table: String,
+    /// Schema-qualified, quoted name of the update log.
+    pub log: String,
     pub oid: pg_sys::Oid,
     pub owner: pg_sys::Oid,
 }
+
+/// A statement's text and argument types.
+type StatementKey = (String, Vec<pg_sys::Oid>);
 
 thread_local! {
     // A backend is single-threaded; the extension's schema cannot change under a loaded
     // library without DROP EXTENSION, which ends the functions' use in this backend too.
     static SIDECAR: OnceCell<&'static Sidecar> = const { OnceCell::new() };
+    static STATEMENTS: RefCell<LruCache<StatementKey, ManuallyDrop<OwnedPreparedStatement>>> =
+        RefCell::new(LruCache::new(NonZeroUsize::new(256).unwrap()));
 }
 
 pub fn sidecar() -> &'static Sidecar {
@@ -75,8 +91,10 @@ pub fn sidecar() -> &'static Sidecar {
                     "pylon_crdt: _pylon_crdt_snapshots not found in the extension's schema".into(),
                 )
             };
+            let schema = quote_identifier(schema);
             Box::leak(Box::new(Sidecar {
-                table: format!("{}._pylon_crdt_snapshots", quote_identifier(schema)),
+                table: format!("{schema}._pylon_crdt_snapshots"),
+                log: format!("{schema}._pylon_crdt_updates"),
                 oid,
                 owner,
             }))
@@ -120,54 +138,217 @@ pub fn as_owner<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-pub fn load(row: RowRef<'_>) -> Option<Vec<u8>> {
-    let query = format!(
-        "SELECT snapshot FROM {} WHERE entity = $1 AND row_id = $2",
-        sidecar().table
+/// Runs `query` through a kept plan, preparing it on first use. A plan is taken out of the
+/// cache while it runs (a trigger fired by it may run other statements) and goes back only
+/// on success; on error it is leaked rather than freed mid-abort.
+fn with_statement<R>(
+    query: &str,
+    args: &[DatumWithOid<'_>],
+    f: impl FnOnce(SpiTupleTable<'_>) -> pgrx::spi::Result<R>,
+) -> R {
+    let key = (
+        query.to_owned(),
+        args.iter().map(DatumWithOid::oid).collect::<Vec<_>>(),
     );
-    as_owner(|| query_one::<Vec<u8>>(&query, &[row.entity.into(), row.row_id.into()]))
-}
-
-pub fn save(row: RowRef<'_>, snapshot: &[u8]) {
-    let query = format!(
-        "INSERT INTO {} AS s (entity, row_id, snapshot, updated_at) VALUES ($1, $2, $3, now())
-         ON CONFLICT (entity, row_id) DO UPDATE SET snapshot = excluded.snapshot, updated_at = excluded.updated_at",
-        sidecar().table
-    );
-    as_owner(|| {
-        Spi::run_with_args(
-            &query,
-            &[row.entity.into(), row.row_id.into(), snapshot.into()],
-        )
+    let cached = STATEMENTS.with(|s| s.borrow_mut().pop(&key));
+    let (statement, result) = Spi::connect_mut(|client| {
+        let statement = match cached {
+            Some(statement) => statement,
+            None => {
+                let oids: Vec<PgOid> = key.1.iter().map(|oid| PgOid::from(*oid)).collect();
+                ManuallyDrop::new(client.prepare_mut(query, &oids)?.keep())
+            }
+        };
+        let rows = client.update(&*statement, None, args)?;
+        let result = f(rows)?;
+        Ok::<_, pgrx::spi::Error>((statement, result))
     })
-    .expect("writing _pylon_crdt_snapshots");
-}
-
-/// Removes the doc; true when there was one.
-pub fn delete(row: RowRef<'_>) -> bool {
-    let query = format!(
-        "DELETE FROM {} WHERE entity = $1 AND row_id = $2 RETURNING true",
-        sidecar().table
-    );
-    as_owner(|| query_one::<bool>(&query, &[row.entity.into(), row.row_id.into()])).unwrap_or(false)
+    .unwrap_or_else(|e| panic!("pylon_crdt: SPI query failed: {e}\n{query}"));
+    if let Some((_, evicted)) = STATEMENTS.with(|s| s.borrow_mut().push(key, statement)) {
+        drop(ManuallyDrop::into_inner(evicted));
+    }
+    result
 }
 
 /// The first column of the first row, or `None` when there is no row or it is NULL.
 pub fn query_one<T: FromDatum + IntoDatum>(query: &str, args: &[DatumWithOid<'_>]) -> Option<T> {
-    Spi::connect_mut(|client| {
-        let rows = client.update(query, Some(1), args)?;
+    with_statement(query, args, |rows| {
         if rows.is_empty() {
             Ok(None)
         } else {
             rows.first().get_one::<T>()
         }
     })
-    .unwrap_or_else(|e| panic!("pylon_crdt: SPI query failed: {e}"))
+}
+
+/// Every row's first column.
+pub fn query_column<T: FromDatum + IntoDatum>(query: &str, args: &[DatumWithOid<'_>]) -> Vec<T> {
+    with_statement(query, args, |rows| {
+        rows.map(|r| r.get::<T>(1).map(Option::unwrap)).collect()
+    })
+}
+
+/// Runs a statement for its effect.
+pub fn run(query: &str, args: &[DatumWithOid<'_>]) {
+    with_statement(query, args, |_| Ok(()))
+}
+
+/// How a row's doc is kept: the full snapshot rewritten on every write (compatible with the
+/// runtime's direct readers), or deltas appended to `_pylon_crdt_updates` and folded in past
+/// a threshold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Storage {
+    Snapshot,
+    Log,
+}
+
+/// Identifies the stored state a cached doc was decoded from: the sidecar tuple version
+/// (xmin and ctid change on every write, by any backend) and the last log entry.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Stamp {
+    pub snapshot: Option<String>,
+    pub log_seq: Option<i64>,
+    pub log_len: i64,
+}
+
+/// What `fetch` found. `snapshot` is None when there is none, or when it is unchanged since
+/// `known` (the caller's cached stamp), which saves reading and detoasting it.
+pub struct Stored {
+    pub stamp: Stamp,
+    pub snapshot: Option<Vec<u8>>,
+    pub storage: Storage,
+}
+
+/// One statement for the row's current stamp, its snapshot unless `known` already matches,
+/// and the entity's storage mode.
+pub fn fetch(row: RowRef<'_>, known: Option<&Stamp>) -> Stored {
+    let s = sidecar();
+    let query = format!(
+        "SELECT jsonb_build_array(sn.stamp, l.n, l.last, st.mode), CASE WHEN sn.stamp = $3 THEN NULL ELSE sn.snapshot END
+           FROM (SELECT 1) AS one
+           LEFT JOIN LATERAL (SELECT xmin::text || ':' || ctid::text AS stamp, snapshot FROM {sidecar}
+                               WHERE entity = $1 AND row_id = $2) AS sn ON true
+           LEFT JOIN LATERAL (SELECT count(*) AS n, max(seq) AS last FROM {log}
+                               WHERE entity = $1 AND row_id = $2) AS l ON true
+           LEFT JOIN {storage} AS st ON st.entity = $1",
+        sidecar = s.table,
+        log = s.log,
+        storage = extension_table("_pylon_crdt_storage"),
+    );
+    let known_snapshot = known.and_then(|k| k.snapshot.clone());
+    let (meta, snapshot) = as_owner(|| {
+        with_statement(
+            &query,
+            &[row.entity.into(), row.row_id.into(), known_snapshot.into()],
+            |rows| rows.first().get_two::<pgrx::JsonB, Vec<u8>>(),
+        )
+    });
+    let meta = meta.map(|m| m.0).unwrap_or_default();
+    Stored {
+        stamp: Stamp {
+            snapshot: meta[0].as_str().map(str::to_owned),
+            log_len: meta[1].as_i64().unwrap_or(0),
+            log_seq: meta[2].as_i64(),
+        },
+        snapshot,
+        storage: match meta[3].as_str() {
+            Some("log") => Storage::Log,
+            _ => Storage::Snapshot,
+        },
+    }
+}
+
+/// Log entries after `after` (all when None), oldest first.
+pub fn log_since(row: RowRef<'_>, after: Option<i64>) -> Vec<Vec<u8>> {
+    let query = format!(
+        "SELECT update FROM {} WHERE entity = $1 AND row_id = $2 AND seq > $3 ORDER BY seq",
+        sidecar().log
+    );
+    as_owner(|| {
+        query_column::<Vec<u8>>(
+            &query,
+            &[
+                row.entity.into(),
+                row.row_id.into(),
+                after.unwrap_or(0).into(),
+            ],
+        )
+    })
+}
+
+/// Writes the full snapshot and drops the row's log (now folded in); returns the new stamp.
+pub fn save_snapshot(row: RowRef<'_>, snapshot: &[u8], had_log: bool) -> Stamp {
+    let s = sidecar();
+    let upsert = format!(
+        "INSERT INTO {} AS s (entity, row_id, snapshot, updated_at) VALUES ($1, $2, $3, now())
+         ON CONFLICT (entity, row_id) DO UPDATE SET snapshot = excluded.snapshot, updated_at = excluded.updated_at
+         RETURNING xmin::text || ':' || ctid::text",
+        s.table
+    );
+    let stamp = as_owner(|| {
+        if had_log {
+            run(
+                &format!("DELETE FROM {} WHERE entity = $1 AND row_id = $2", s.log),
+                &[row.entity.into(), row.row_id.into()],
+            );
+        }
+        query_one::<String>(
+            &upsert,
+            &[row.entity.into(), row.row_id.into(), snapshot.into()],
+        )
+    });
+    Stamp {
+        snapshot: stamp,
+        log_seq: None,
+        log_len: 0,
+    }
+}
+
+/// Appends a delta to the row's log; returns its sequence number.
+pub fn append_log(row: RowRef<'_>, update: &[u8]) -> i64 {
+    let query = format!(
+        "INSERT INTO {} (entity, row_id, update) VALUES ($1, $2, $3) RETURNING seq",
+        sidecar().log
+    );
+    as_owner(|| {
+        query_one::<i64>(
+            &query,
+            &[row.entity.into(), row.row_id.into(), update.into()],
+        )
+    })
+    .expect("INSERT ... RETURNING seq")
+}
+
+/// Removes the doc and its log; true when there was one.
+pub fn delete(row: RowRef<'_>) -> bool {
+    let s = sidecar();
+    as_owner(|| {
+        run(
+            &format!("DELETE FROM {} WHERE entity = $1 AND row_id = $2", s.log),
+            &[row.entity.into(), row.row_id.into()],
+        );
+        query_one::<bool>(
+            &format!(
+                "DELETE FROM {} WHERE entity = $1 AND row_id = $2 RETURNING true",
+                s.table
+            ),
+            &[row.entity.into(), row.row_id.into()],
+        )
+    })
+    .unwrap_or(false)
 }
 
 /// Removes every doc of an entity (TRUNCATE of its table, or disable with drop_docs).
 pub fn delete_entity(entity: &str) {
-    let query = format!("DELETE FROM {} WHERE entity = $1", sidecar().table);
-    as_owner(|| Spi::run_with_args(&query, &[entity.into()]))
-        .expect("deleting from _pylon_crdt_snapshots");
+    let s = sidecar();
+    as_owner(|| {
+        run(
+            &format!("DELETE FROM {} WHERE entity = $1", s.log),
+            &[entity.into()],
+        );
+        run(
+            &format!("DELETE FROM {} WHERE entity = $1", s.table),
+            &[entity.into()],
+        );
+    });
 }

@@ -65,3 +65,33 @@ pub fn number_from_f64(d: f64) -> Value {
             .unwrap_or(Value::Null)
     }
 }
+
+/// A rough serialized size of `value`, counted until it passes `limit` (then it stops early),
+/// so oversized inputs are refused without serializing them.
+pub fn approx_size(value: &Value, limit: usize) -> usize {
+    fn walk(value: &Value, total: &mut usize, limit: usize) {
+        if *total > limit {
+            return;
+        }
+        *total += match value {
+            Value::String(s) => s.len() + 2,
+            Value::Array(items) => {
+                for item in items {
+                    walk(item, total, limit);
+                }
+                items.len() + 2
+            }
+            Value::Object(map) => {
+                for (k, v) in map {
+                    *total += k.len() + 3;
+                    walk(v, total, limit);
+                }
+                2
+            }
+            _ => 8,
+        };
+    }
+    let mut total = 0;
+    walk(value, &mut total, limit);
+    total
+}

@@ -140,8 +140,21 @@ pub fn decode_version(bytes: &[u8]) -> Result<VersionVector, DocError> {
     Ok(vv)
 }
 
-/// The ops a peer at version `since` is missing.
+/// The ops a peer at version `since` is missing. A peer older than a trimmed doc's history
+/// cannot be served updates (55000): Loro would export ops the peer cannot apply, so it must
+/// load the snapshot instead.
 pub fn updates_since(doc: &LoroDoc, since: &VersionVector) -> Result<Vec<u8>, DocError> {
+    if doc.is_shallow() && !since.includes_vv(&doc.shallow_since_vv().to_vv()) {
+        return Err(DocError::Pending(
+            "the peer's version is older than this doc's trimmed history; it must load pylon_crdt_snapshot".into(),
+        ));
+    }
     doc.export(ExportMode::updates(since))
-        .map_err(|e| DocError::Bytes(e.to_string()))
+        .map_err(|e| DocError::Pending(format!("cannot export updates: {e}")))
+}
+
+/// A snapshot without history before the current version (Loro's shallow snapshot).
+pub fn shallow_snapshot(doc: &LoroDoc) -> Result<Vec<u8>, DocError> {
+    doc.export(ExportMode::shallow_snapshot(&doc.oplog_frontiers()))
+        .map_err(|e| DocError::Pending(format!("cannot trim history: {e}")))
 }

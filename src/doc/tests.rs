@@ -1,6 +1,6 @@
 //! Unit and property tests of the pure core: no Postgres, just Loro docs.
 
-use loro::{ExportMode, LoroDoc};
+use loro::{ExportMode, LoroDoc, VersionVector};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
@@ -397,4 +397,51 @@ proptest! {
         prop_assert_eq!(&project(&pa, &fields()).unwrap()["body"], &want);
         prop_assert_eq!(&project(&pb, &fields()).unwrap()["body"], &want);
     }
+}
+
+#[test]
+fn trimmed_history_keeps_the_projection_and_refuses_older_peers() {
+    let doc = load(None).unwrap();
+    patched(&doc, json!({"title": "a", "votes": 1}));
+    let old_peer = fork(&doc);
+    let old_version = old_peer.oplog_vv();
+    patched(&doc, json!({"title": "b", "votes": {"increment": 1}}));
+    let current_peer = fork(&doc);
+
+    let trimmed = load(Some(&shallow_snapshot(&doc).unwrap())).unwrap();
+    assert!(trimmed.is_shallow());
+    assert_eq!(
+        project(&trimmed, &fields()).unwrap(),
+        project(&doc, &fields()).unwrap()
+    );
+    assert!(matches!(
+        updates_since(&trimmed, &old_version),
+        Err(DocError::Pending(_))
+    ));
+    assert!(matches!(
+        updates_since(&trimmed, &VersionVector::new()),
+        Err(DocError::Pending(_))
+    ));
+
+    // A peer at the current version keeps syncing both ways.
+    apply_patch(
+        &current_peer,
+        &fields(),
+        &json!({"votes": {"increment": 5}}),
+    )
+    .unwrap();
+    let update = current_peer
+        .export(ExportMode::updates(&trimmed.oplog_vv()))
+        .unwrap();
+    import(&trimmed, &update).unwrap();
+    assert_eq!(project(&trimmed, &fields()).unwrap()["votes"], json!(7));
+    let back = updates_since(&trimmed, &current_peer.oplog_vv()).unwrap();
+    import(&current_peer, &back).unwrap();
+
+    // An edit made on top of trimmed history is refused, and the doc is unchanged.
+    let before = trimmed.oplog_vv();
+    apply_patch(&old_peer, &fields(), &json!({"title": "stale"})).unwrap();
+    let stale = old_peer.export(ExportMode::updates(&old_version)).unwrap();
+    assert!(import(&trimmed, &stale).is_err());
+    assert_eq!(trimmed.oplog_vv(), before);
 }

@@ -1,0 +1,171 @@
+//! `pylon_crdt_verify`: finds rows whose stored doc does not decode, or whose materialized
+//! columns disagree with their doc's projection. Used by the crash tests; useful after a
+//! restore or a manual edit of a table.
+
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde_json::Value;
+
+use crate::doc;
+use crate::error::RowRef;
+use crate::materialize::{check_access, Access, EntityTable};
+use crate::store::{self, as_owner, query_column};
+
+/// Rows of `entity` (all entities when NULL) with a problem; none when all is well.
+#[pg_extern(volatile, parallel_unsafe)]
+fn pylon_crdt_verify(
+    entity: default!(Option<&str>, "NULL"),
+) -> TableIterator<
+    'static,
+    (
+        name!(entity, String),
+        name!(row_id, String),
+        name!(problem, String),
+    ),
+> {
+    let sidecar = store::sidecar();
+    let mut problems = Vec::new();
+
+    // Every stored doc (and log) must decode.
+    let keys: Vec<JsonB> = as_owner(|| {
+        query_column::<JsonB>(
+            &format!(
+                "SELECT jsonb_build_array(entity, row_id) FROM {} WHERE $1::text IS NULL OR entity = $1
+                 UNION SELECT jsonb_build_array(entity, row_id) FROM {} WHERE $1::text IS NULL OR entity = $1",
+                sidecar.table, sidecar.log
+            ),
+            &[entity.into()],
+        )
+    });
+    for key in &keys {
+        let (Some(e), Some(r)) = (key.0[0].as_str(), key.0[1].as_str()) else {
+            continue;
+        };
+        if let Err(message) = decodes(e, r) {
+            problems.push((e.to_owned(), r.to_owned(), message));
+        }
+    }
+
+    // Registered tables: every row's columns equal its doc's projection, and no doc is orphaned.
+    let registry = store::extension_table("_pylon_crdt_registry");
+    let entities = query_column::<String>(
+        &format!(
+            "SELECT entity FROM {registry} WHERE $1::text IS NULL OR entity = $1 ORDER BY entity"
+        ),
+        &[entity.into()],
+    );
+    for name in entities {
+        let Some(table) = EntityTable::registered(&name) else {
+            continue;
+        };
+        check_access(
+            RowRef {
+                entity: &name,
+                row_id: "",
+            },
+            Some(&table),
+            Access::Read,
+        );
+        let fields = match doc::parse_fields(table.fields.as_ref().expect("registered")) {
+            Ok(f) => f,
+            Err(e) => {
+                problems.push((name.clone(), String::new(), e.to_string()));
+                continue;
+            }
+        };
+        let ids = query_column::<String>(
+            &format!(
+                "SELECT t.{}::text FROM {} AS t",
+                pgrx::spi::quote_identifier(&table.id_column),
+                table.name
+            ),
+            &[],
+        );
+        let mut with_rows = std::collections::HashSet::new();
+        for id in ids {
+            let row = RowRef {
+                entity: &name,
+                row_id: &id,
+            };
+            let stored = store::fetch(row, None);
+            if stored.stamp.snapshot.is_none() && stored.stamp.log_len == 0 {
+                problems.push((name.clone(), id.clone(), "row has no doc".into()));
+                continue;
+            }
+            with_rows.insert(id.clone());
+            if problems.iter().any(|(e, r, _)| *e == name && *r == id) {
+                continue; // does not decode: reported above
+            }
+            let Ok(projection) = crate::row::read(row, Some(&table), |d| doc::project(d, &fields))
+            else {
+                continue;
+            };
+            let differing = differing_columns(&table, row, &projection);
+            if !differing.is_empty() {
+                problems.push((
+                    name.clone(),
+                    id,
+                    format!(
+                        "columns differ from the doc's projection: {}",
+                        differing.join(", ")
+                    ),
+                ));
+            }
+        }
+        for key in &keys {
+            if key.0[0].as_str() == Some(&name) {
+                let id = key.0[1].as_str().unwrap_or_default();
+                if !with_rows.contains(id)
+                    && !table.row_exists(RowRef {
+                        entity: &name,
+                        row_id: id,
+                    })
+                {
+                    problems.push((name.clone(), id.to_owned(), "doc without a row".into()));
+                }
+            }
+        }
+    }
+    TableIterator::new(problems)
+}
+
+/// Whether the stored doc decodes. SPI first, then only pure Loro work inside
+/// `catch_unwind`, so a Loro panic on corrupt bytes is a finding, not an abort.
+fn decodes(entity: &str, row_id: &str) -> Result<(), String> {
+    let row = RowRef { entity, row_id };
+    let snapshot = store::fetch(row, None).snapshot;
+    let log = store::log_since(row, None);
+    std::panic::catch_unwind(|| {
+        let doc =
+            doc::load(snapshot.as_deref()).map_err(|e| format!("snapshot does not decode: {e}"))?;
+        for update in &log {
+            doc::import(&doc, update).map_err(|e| format!("update log does not apply: {e}"))?;
+        }
+        Ok(())
+    })
+    .unwrap_or_else(|_| Err("decoding the stored doc panicked".into()))
+}
+
+/// The field columns whose value differs from what the projection would write there.
+fn differing_columns(table: &EntityTable, row: RowRef<'_>, projection: &Value) -> Vec<String> {
+    let Some(current) = table.row_values(row) else {
+        return vec![];
+    };
+    // Normalize through the column types, as materialization would.
+    let query = format!(
+        "SELECT to_jsonb(pg_catalog.jsonb_populate_record(NULL::{}, $1))",
+        table.name
+    );
+    let wanted =
+        crate::store::query_one::<JsonB>(&query, &[JsonB(projection.clone()).into()]).map(|j| j.0);
+    let Some(Value::Object(wanted)) = wanted else {
+        return vec![];
+    };
+    projection
+        .as_object()
+        .into_iter()
+        .flat_map(|p| p.keys())
+        .filter(|k| current.contains_key(*k) && current.get(*k) != wanted.get(*k))
+        .cloned()
+        .collect()
+}

@@ -1,0 +1,48 @@
+-- The per-backend doc cache: reused when the stored row is unchanged, never stale.
+\set fields '{"title":"string","votes":{"type":"int","crdt":"counter"}}'
+CREATE EXTENSION IF NOT EXISTS dblink;
+SELECT dblink_connect('other', format('host=127.0.0.1 port=%s dbname=%s user=%s',
+       current_setting('port'), current_database(), current_user));
+CREATE TEMP TABLE s0 AS SELECT * FROM pylon_crdt_stats();
+
+-- Repeated writes by one backend decode the doc once.
+SELECT pylon_crdt_apply_patch('Cached', 'r', :'fields', '{"title":"a","votes":1}') ->> 'title';
+SELECT pylon_crdt_apply_patch('Cached', 'r', :'fields', '{"votes":{"increment":1}}') -> 'votes';
+SELECT pylon_crdt_apply_patch('Cached', 'r', :'fields', '{"votes":{"increment":1}}') -> 'votes';
+SELECT s.cache_hits - s0.cache_hits AS hits, s.decodes - s0.decodes AS decodes
+  FROM pylon_crdt_stats() s, s0;
+
+-- Two connections alternate writes to one row: each sees the other's, through its cache.
+SELECT * FROM dblink('other', format($$SELECT pylon_crdt_apply_patch('Cached', 'r', %L, '{"votes":{"increment":10}}') -> 'votes'$$, :'fields')) AS t(votes jsonb);
+SELECT pylon_crdt_apply_patch('Cached', 'r', :'fields', '{"votes":{"increment":1}}') -> 'votes';
+SELECT * FROM dblink('other', format($$SELECT pylon_crdt_apply_patch('Cached', 'r', %L, '{"title":"from other"}') ->> 'title'$$, :'fields')) AS t(title text);
+SELECT pylon_crdt_apply_patch('Cached', 'r', :'fields', '{"votes":{"increment":1}}');
+
+-- A rolled-back write never shows through the cache, here or in the other backend.
+BEGIN;
+SELECT pylon_crdt_apply_patch('Cached', 'r', :'fields', '{"title":"rolled back","votes":{"increment":1000}}');
+ROLLBACK;
+SELECT pylon_crdt_project('Cached', 'r', :'fields');
+SELECT pylon_crdt_apply_patch('Cached', 'r', :'fields', '{"votes":{"increment":1}}');
+SELECT * FROM dblink('other', 'BEGIN') AS t(r text);
+SELECT * FROM dblink('other', format($$SELECT pylon_crdt_apply_patch('Cached', 'r', %L, '{"title":"other rolled back"}') ->> 'title'$$, :'fields')) AS t(title text);
+SELECT * FROM dblink('other', 'ROLLBACK') AS t(r text);
+SELECT pylon_crdt_project('Cached', 'r', :'fields');
+SELECT * FROM dblink('other', format($$SELECT pylon_crdt_project('Cached', 'r', %L)$$, :'fields')) AS t(projection jsonb);
+
+-- A rolled-back savepoint too.
+BEGIN;
+SAVEPOINT s;
+SELECT pylon_crdt_apply_patch('Cached', 'r', :'fields', '{"title":"savepoint"}') ->> 'title';
+ROLLBACK TO SAVEPOINT s;
+SELECT pylon_crdt_apply_patch('Cached', 'r', :'fields', '{"votes":{"increment":1}}');
+COMMIT;
+
+-- With the cache off, every call decodes.
+SET pylon_crdt.cache_size = 0;
+CREATE TEMP TABLE s1 AS SELECT * FROM pylon_crdt_stats();
+SELECT pylon_crdt_apply_patch('Cached', 'r', :'fields', '{"votes":{"increment":1}}') -> 'votes';
+SELECT pylon_crdt_apply_patch('Cached', 'r', :'fields', '{"votes":{"increment":1}}') -> 'votes';
+SELECT s.cache_hits - s1.cache_hits AS hits, s.decodes - s1.decodes AS decodes FROM pylon_crdt_stats() s, s1;
+RESET pylon_crdt.cache_size;
+SELECT dblink_disconnect('other');
