@@ -55,6 +55,7 @@ pub extern "C-unwind" fn _PG_init() {
         GucFlags::default(),
     );
     cache::init();
+    materialize::init();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -7,6 +7,9 @@
 //! privileges, row-level security and triggers apply to them; our own trigger is told to let
 //! these writes through (`triggers::ExtensionWrite`), so nothing is applied twice.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 use pgrx::JsonB;
@@ -16,6 +19,7 @@ use crate::error::{raise, RowRef};
 use crate::store::{self, as_owner, query_one};
 use crate::triggers::ExtensionWrite;
 
+#[derive(Clone)]
 pub struct EntityTable {
     pub relid: pg_sys::Oid,
     /// `relid::regclass::text`: quoted and schema-qualified where needed.
@@ -25,25 +29,105 @@ pub struct EntityTable {
     pub fields: Option<Value>,
     /// (name, SQL type) of every live column, in order.
     pub columns: Vec<(String, String)>,
+    /// The table's composite row type.
+    pub rowtype: pg_sys::Oid,
+}
+
+/// What a lookup was for: entity tables are resolved on every call and trigger, so their
+/// metadata is cached per backend and dropped on any catalog invalidation (see `init`).
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Lookup {
+    Registered(String),
+    Resolved { entity: String, search_path: String },
+    Relation(pg_sys::Oid),
+}
+
+type Found = Option<(String, EntityTable)>;
+
+thread_local! {
+    static TABLES: RefCell<HashMap<Lookup, Found>> = RefCell::new(HashMap::new());
+}
+
+fn cached(key: Lookup, compute: impl FnOnce() -> Found) -> Found {
+    if let Some(hit) = TABLES.with(|t| t.borrow().get(&key).cloned()) {
+        return hit;
+    }
+    let value = compute();
+    TABLES.with(|t| t.borrow_mut().insert(key, value.clone()));
+    value
+}
+
+/// Forgets all table metadata: called on relcache and pg_class syscache invalidations,
+/// which CREATE/ALTER/DROP TABLE and CREATE/DROP TRIGGER (so enable/disable) all send.
+fn invalidate() {
+    TABLES.with(|t| {
+        if let Ok(mut tables) = t.try_borrow_mut() {
+            tables.clear();
+        }
+    });
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn on_relcache(_arg: pg_sys::Datum, _relid: pg_sys::Oid) {
+    invalidate();
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn on_syscache(_arg: pg_sys::Datum, _cache: i32, _hash: u32) {
+    invalidate();
+}
+
+pub fn init() {
+    unsafe {
+        pg_sys::CacheRegisterRelcacheCallback(Some(on_relcache), pg_sys::Datum::from(0));
+        for cache in [
+            pg_sys::SysCacheIdentifier::RELOID,
+            pg_sys::SysCacheIdentifier::RELNAMENSP,
+        ] {
+            pg_sys::CacheRegisterSyscacheCallback(
+                cache as i32,
+                Some(on_syscache),
+                pg_sys::Datum::from(0),
+            );
+        }
+    }
+}
+
+fn current_search_path() -> String {
+    unsafe {
+        let path = pg_sys::namespace_search_path;
+        if path.is_null() {
+            String::new()
+        } else {
+            std::ffi::CStr::from_ptr(path)
+                .to_string_lossy()
+                .into_owned()
+        }
+    }
 }
 
 impl EntityTable {
     /// The registered table of `entity`, if any.
     pub fn registered(entity: &str) -> Option<EntityTable> {
-        Self::from_registry("entity = $1", entity.into())
+        cached(Lookup::Registered(entity.to_owned()), || {
+            Self::from_registry("entity = $1", entity.into()).map(|t| (entity.to_owned(), t))
+        })
+        .map(|(_, t)| t)
     }
 
-    /// The registration of a table, by relation (used by triggers).
+    /// The registration of a table, by relation (used by triggers): (entity, table).
     pub fn registered_relation(relid: pg_sys::Oid) -> Option<(String, EntityTable)> {
-        let table = Self::from_registry("relation = $1", relid.into())?;
-        let entity = query_one::<String>(
-            &format!(
-                "SELECT entity FROM {} WHERE relation = $1",
-                store::extension_table("_pylon_crdt_registry")
-            ),
-            &[relid.into()],
-        )?;
-        Some((entity, table))
+        cached(Lookup::Relation(relid), || {
+            let table = Self::from_registry("relation = $1", relid.into())?;
+            let entity = query_one::<String>(
+                &format!(
+                    "SELECT entity FROM {} WHERE relation = $1",
+                    store::extension_table("_pylon_crdt_registry")
+                ),
+                &[relid.into()],
+            )?;
+            Some((entity, table))
+        })
     }
 
     fn from_registry(filter: &str, key: pgrx::datum::DatumWithOid<'_>) -> Option<EntityTable> {
@@ -62,11 +146,23 @@ impl EntityTable {
             id_column: id_column.as_str()?.to_owned(),
             fields: Some(fields),
             columns: columns_of(relid),
+            rowtype: rowtype_of(relid),
         })
     }
 
     /// The registered table, else a table named exactly `entity` with an `id` column.
     pub fn resolve(entity: &str) -> Option<EntityTable> {
+        let key = Lookup::Resolved {
+            entity: entity.to_owned(),
+            search_path: current_search_path(),
+        };
+        cached(key, || {
+            Self::resolve_uncached(entity).map(|t| (entity.to_owned(), t))
+        })
+        .map(|(_, t)| t)
+    }
+
+    fn resolve_uncached(entity: &str) -> Option<EntityTable> {
         Self::registered(entity).or_else(|| {
             let relid = query_one::<pg_sys::Oid>(
                 "SELECT c.oid FROM pg_catalog.pg_class c
@@ -81,6 +177,7 @@ impl EntityTable {
                 id_column: "id".into(),
                 fields: None,
                 columns: columns_of(relid),
+                rowtype: rowtype_of(relid),
             })
         })
     }
@@ -118,8 +215,7 @@ impl EntityTable {
     }
 
     /// Locks the row as the caller (`FOR UPDATE`: needs UPDATE rights, applies row-level
-    /// security) and returns whether it exists. Taken before the advisory lock, the order
-    /// plain UPDATEs (and so our triggers) take them in, so mixed writers cannot deadlock.
+    /// security) and returns whether it exists. See `row::write` for the lock order.
     /// A row that exists but is hidden from the caller is an error.
     pub fn lock_row(&self, row: RowRef<'_>) -> bool {
         let query = format!(
@@ -225,6 +321,14 @@ impl EntityTable {
         Spi::run_with_args(&query, &[JsonB(Value::Object(values)).into()])
             .expect("inserting the entity row");
     }
+}
+
+fn rowtype_of(relid: pg_sys::Oid) -> pg_sys::Oid {
+    query_one::<pg_sys::Oid>(
+        "SELECT reltype FROM pg_catalog.pg_class WHERE oid = $1",
+        &[relid.into()],
+    )
+    .unwrap_or(pg_sys::Oid::INVALID)
 }
 
 /// (name, SQL type) of every live column of a relation.

@@ -187,8 +187,15 @@ pub enum Change<'a> {
 pub fn write(row: RowRef<'_>, entity: &Entity, change: Change<'_>) -> Value {
     let table = entity.table.as_ref();
     check_access(row, table, Access::Write);
-    let row_exists = table.is_some_and(|t| t.lock_row(row));
     let registered = table.is_some_and(EntityTable::is_registered);
+    // Lock order. An enabled table's triggers run with the row already locked, so for it the
+    // row lock comes first. Any other table has no triggers of ours but may be written by the
+    // runtime, which takes the advisory lock first: follow it. (`merge` takes the advisory
+    // lock again; a session may hold it more than once.)
+    if !registered {
+        store::lock_row(row);
+    }
+    let row_exists = table.is_some_and(|t| t.lock_row(row));
     if registered && !row_exists && matches!(change, Change::Import(_)) {
         raise(
             PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,

@@ -306,11 +306,7 @@ fn pylon_crdt_trigger<'a>(
         entity: &entity,
         row_id: "",
     });
-    let rowtype = query_one::<pg_sys::Oid>(
-        "SELECT reltype FROM pg_catalog.pg_class WHERE oid = $1",
-        &[relid.into()],
-    )
-    .expect("reltype");
+    let rowtype = table.rowtype;
     let id_of = |values: &Map<String, Value>| match values.get(&table.id_column) {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Null) | None => raise(
