@@ -82,7 +82,7 @@ fn load(row: RowRef<'_>) -> Loaded {
             cache::count(|s| s.hits += 1);
             if cached.stamp.log_seq != stored.stamp.log_seq {
                 for update in store::log_since(row, cached.stamp.log_seq) {
-                    doc::import(&cached.doc, &update)
+                    doc::guarded(|| doc::import(&cached.doc, &update))
                         .map_err(corrupt)
                         .or_raise(row);
                 }
@@ -94,12 +94,14 @@ fn load(row: RowRef<'_>) -> Loaded {
             if exists {
                 cache::count(|s| s.decodes += 1);
             }
-            let doc = doc::load(stored.snapshot.as_deref())
+            let doc = doc::guarded(|| doc::load(stored.snapshot.as_deref()))
                 .map_err(corrupt)
                 .or_raise(row);
             if stored.stamp.log_len > 0 {
                 for update in store::log_since(row, None) {
-                    doc::import(&doc, &update).map_err(corrupt).or_raise(row);
+                    doc::guarded(|| doc::import(&doc, &update))
+                        .map_err(corrupt)
+                        .or_raise(row);
                 }
             }
             doc
@@ -138,8 +140,8 @@ pub fn merge(
                 .or_raise(row);
         }
     }
-    change(&doc).or_raise(row);
-    let projection = doc::project(&doc, fields).or_raise(row);
+    doc::guarded(|| change(&doc)).or_raise(row);
+    let projection = doc::guarded(|| doc::project(&doc, fields)).or_raise(row);
     let stamp = if exists && doc.oplog_vv() == before {
         stamp // nothing changed: no write, no WAL
     } else {
@@ -161,7 +163,7 @@ fn persist(
 ) -> Stamp {
     let threshold = i64::from(LOG_COMPACT_THRESHOLD.get().max(0));
     if storage == Storage::Log && exists && stamp.log_len < threshold {
-        let delta = doc::updates_since(doc, before).or_raise(row);
+        let delta = doc::guarded(|| doc::updates_since(doc, before)).or_raise(row);
         let seq = store::append_log(row, &delta);
         return Stamp {
             log_seq: Some(seq),
@@ -172,7 +174,8 @@ fn persist(
     if stamp.log_len > 0 {
         cache::count(|s| s.compactions += 1);
     }
-    store::save_snapshot(row, &doc::snapshot(doc), stamp.log_len > 0)
+    let snapshot = doc::guarded(|| Ok(doc::snapshot(doc))).or_raise(row);
+    store::save_snapshot(row, &snapshot, stamp.log_len > 0)
 }
 
 /// What a function call does to a doc.
@@ -231,7 +234,7 @@ pub fn read<R>(row: RowRef<'_>, table: Option<&EntityTable>, f: impl FnOnce(&Lor
     let Loaded {
         doc, stamp, exists, ..
     } = load(row);
-    let result = f(&doc);
+    let result = doc::guarded(|| Ok(f(&doc))).or_raise(row);
     if exists {
         cache::put(row.entity, row.row_id, doc, stamp);
     }

@@ -42,6 +42,8 @@ pub enum DocError {
     Pending(String),
     /// Content past a built-in limit, such as a tree too deep to project (54000).
     Limit(String),
+    /// Loro panicked (XX000); the doc it was working on is thrown away.
+    Panic(String),
 }
 
 impl DocError {
@@ -71,6 +73,7 @@ impl fmt::Display for DocError {
             } => f.write_str(message),
             DocError::Bytes(m) => write!(f, "malformed Loro data: {m}"),
             DocError::Pending(m) | DocError::Limit(m) => f.write_str(m),
+            DocError::Panic(m) => write!(f, "internal error in Loro: {m}"),
         }
     }
 }
@@ -157,4 +160,17 @@ pub fn updates_since(doc: &LoroDoc, since: &VersionVector) -> Result<Vec<u8>, Do
 pub fn shallow_snapshot(doc: &LoroDoc) -> Result<Vec<u8>, DocError> {
     doc.export(ExportMode::shallow_snapshot(&doc.oplog_frontiers()))
         .map_err(|e| DocError::Pending(format!("cannot trim history: {e}")))
+}
+
+/// Runs pure Loro work, turning a panic into `DocError::Panic` so the caller can raise an
+/// ERROR that names the row. Only for code without SPI: a Postgres error must not be caught.
+pub fn guarded<T>(f: impl FnOnce() -> Result<T, DocError>) -> Result<T, DocError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic without a message".into());
+        Err(DocError::Panic(message))
+    })
 }

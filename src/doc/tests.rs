@@ -445,3 +445,10 @@ fn trimmed_history_keeps_the_projection_and_refuses_older_peers() {
     assert!(import(&trimmed, &stale).is_err());
     assert_eq!(trimmed.oplog_vv(), before);
 }
+
+#[test]
+fn guarded_turns_a_panic_into_an_error() {
+    let got: Result<(), DocError> = guarded(|| panic!("boom at {}", 42));
+    assert_eq!(got, Err(DocError::Panic("boom at 42".into())));
+    assert_eq!(guarded(|| Ok(7)), Ok(7));
+}
