@@ -93,6 +93,7 @@ fn pylon_crdt_enable(
     };
     let parsed = doc::parse_fields(&fields.0).or_raise(row);
     check_columns(&entity, &name, relation, id_column, &parsed);
+    check_entity_is_ours(row, &name, relation);
 
     let registry = store::extension_table("_pylon_crdt_registry");
     as_owner(|| {
@@ -187,6 +188,54 @@ fn pylon_crdt_disable(relation: pgrx::PgRelation, drop_docs: default!(bool, "fal
         store::delete_entity(&entity);
     }
     true
+}
+
+/// Entity names are global in `_pylon_crdt_snapshots`: registering a table under a name
+/// would hand it the docs stored under that name. Refuse a name that is registered for
+/// another table (42710), or whose docs belong to a same-named table the caller does not own
+/// or, for a table-less entity, that the caller could not write anyway (42501).
+fn check_entity_is_ours(entity: RowRef<'_>, table: &str, relation: pg_sys::Oid) {
+    if let Some(existing) = EntityTable::registered(entity.entity) {
+        if existing.relid != relation {
+            raise(
+                PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
+                format!(
+                    "pylon_crdt: {entity} is already registered for table {}; disable it first",
+                    existing.name
+                ),
+            );
+        }
+        return;
+    }
+    match EntityTable::resolve(entity.entity) {
+        Some(other) if other.relid != relation => {
+            let owns = query_one::<bool>(
+                "SELECT pg_catalog.pg_has_role(relowner, 'USAGE') FROM pg_catalog.pg_class WHERE oid = $1",
+                &[other.relid.into()],
+            );
+            if owns != Some(true) {
+                raise(
+                    PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                    format!(
+                        "pylon_crdt: {entity} names table {}, which this role does not own; choose another entity name for {table}",
+                        other.name
+                    ),
+                );
+            }
+        }
+        Some(_) => {}
+        None => {
+            let has_docs = as_owner(|| {
+                query_one::<bool>(
+                    &format!("SELECT true FROM {} WHERE entity = $1 LIMIT 1", store::sidecar().table),
+                    &[entity.entity.into()],
+                )
+            });
+            if has_docs.is_some() {
+                crate::materialize::check_access(entity, None, crate::materialize::Access::Write);
+            }
+        }
+    }
 }
 
 const TRIGGERS: [&str; 4] = [
@@ -338,6 +387,10 @@ fn pylon_crdt_trigger<'a>(
                 row_id: &row_id,
             };
             let patch = rowpatch::from_update(&fields, &old, &new);
+            if patch.as_object().is_some_and(|p| p.is_empty()) {
+                // No CRDT column changed: the doc and the columns already agree.
+                return Ok(trigger.new().map(|t| t.into_owned()));
+            }
             let projection = row::merge(
                 row,
                 &fields,

@@ -83,3 +83,18 @@ SELECT pylon_crdt_disable('"Task List"');
 SELECT count(*) AS triggers FROM pg_trigger WHERE tgrelid = '"Task List"'::regclass;
 SELECT count(*) AS docs FROM _pylon_crdt_snapshots WHERE entity = 'Task';
 SELECT expect_error($$SELECT pylon_crdt_project('Task', 'kept')$$);
+
+-- Quotes in a table name are fine; entity names are global, so one registered for another
+-- table is refused.
+CREATE TABLE "we""ird Name" (id text PRIMARY KEY, title text);
+SELECT pylon_crdt_enable('"we""ird Name"', '{"title":"string"}');
+INSERT INTO "we""ird Name" VALUES ('q', 'quoted');
+UPDATE "we""ird Name" SET title = 'quoted; DROP TABLE x' WHERE id = 'q';
+SELECT pylon_crdt_project('we"ird Name', 'q');
+CREATE TABLE other_table (id text PRIMARY KEY, title text);
+SELECT expect_error($$SELECT pylon_crdt_enable('other_table', '{"title":"string"}', entity => 'we"ird Name')$$);
+-- An UPDATE that changes no CRDT column leaves the doc alone.
+ALTER TABLE "we""ird Name" ADD COLUMN plain int;
+SELECT xmin AS v FROM _pylon_crdt_snapshots WHERE entity = 'we"ird Name' \gset
+UPDATE "we""ird Name" SET plain = 1;
+SELECT xmin = :'v' AS doc_untouched FROM _pylon_crdt_snapshots WHERE entity = 'we"ird Name';
