@@ -125,7 +125,7 @@ pub fn merge(
     fields: &[Field],
     seed: impl FnOnce() -> Option<Map<String, Value>>,
     change: impl FnOnce(&LoroDoc) -> Result<(), DocError>,
-) -> Value {
+) -> Merged {
     store::lock_row(row);
     let Loaded {
         doc,
@@ -140,6 +140,7 @@ pub fn merge(
                 .or_raise(row);
         }
     }
+    let old = doc::guarded(|| doc::project(&doc, fields)).or_raise(row);
     doc::guarded(|| change(&doc)).or_raise(row);
     let projection = doc::guarded(|| doc::project(&doc, fields)).or_raise(row);
     let stamp = if exists && doc.oplog_vv() == before {
@@ -148,7 +149,29 @@ pub fn merge(
         persist(row, &doc, &before, stamp, storage, exists)
     };
     cache::put(row.entity, row.row_id, doc, stamp);
-    projection
+    let changed = differing(old.as_object(), &projection);
+    Merged {
+        projection,
+        changed,
+    }
+}
+
+/// A merge's result: the full projection, and the part of it that the change altered.
+pub struct Merged {
+    pub projection: Value,
+    pub changed: Value,
+}
+
+/// The fields of `projection` whose value differs from `current` (an object of them).
+/// Writing only these keeps unchanged (often TOASTed) columns out of the UPDATE and the WAL.
+pub fn differing(current: Option<&Map<String, Value>>, projection: &Value) -> Value {
+    let mut out = Map::new();
+    for (k, v) in projection.as_object().into_iter().flatten() {
+        if current.and_then(|c| c.get(k)) != Some(v) {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    Value::Object(out)
 }
 
 /// Stores a changed doc: in log mode its delta since `before`, else (or past the threshold)
@@ -213,18 +236,18 @@ pub fn write(row: RowRef<'_>, entity: &Entity, change: Change<'_>) -> Value {
             .filter(|_| registered && row_exists)
             .and_then(|t| t.row_values(row))
     };
-    let projection = merge(row, &entity.fields, seed, |d| match change {
+    let merged = merge(row, &entity.fields, seed, |d| match change {
         Change::Patch(patch) => doc::apply_patch(d, &entity.fields, patch),
         Change::Import(bytes) => doc::import(d, bytes),
     });
     if let Some(table) = table {
         if row_exists {
-            table.update_columns(row, &projection);
+            table.update_columns(row, &merged.changed);
         } else if registered {
-            table.insert_row(row, &projection);
+            table.insert_row(row, &merged.projection);
         }
     }
-    projection
+    merged.projection
 }
 
 /// Runs `f` on the current doc (an empty one when there is none) after checking the caller

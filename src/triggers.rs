@@ -148,9 +148,9 @@ fn pylon_crdt_enable(
             row_id: &id,
         };
         let values = table.row_values(row);
-        let projection = row::merge(row, &parsed, || values.clone(), |_| Ok(()));
-        if values.is_some_and(|v| !columns_match(&v, &projection)) {
-            table.update_columns(row, &projection);
+        let merged = row::merge(row, &parsed, || values.clone(), |_| Ok(()));
+        if let Some(stale) = values.and_then(|v| stale_columns(&v, &merged.projection)) {
+            table.update_columns(row, &stale);
         }
     }
 }
@@ -227,7 +227,10 @@ fn check_entity_is_ours(entity: RowRef<'_>, table: &str, relation: pg_sys::Oid) 
         None => {
             let has_docs = as_owner(|| {
                 query_one::<bool>(
-                    &format!("SELECT true FROM {} WHERE entity = $1 LIMIT 1", store::sidecar().table),
+                    &format!(
+                        "SELECT true FROM {} WHERE entity = $1 LIMIT 1",
+                        store::sidecar().table
+                    ),
                     &[entity.entity.into()],
                 )
             });
@@ -333,12 +336,14 @@ fn column_fits(field: &Field, sql_type: &str) -> bool {
     }
 }
 
-/// Whether the row's field columns already show the projection.
-fn columns_match(values: &Map<String, Value>, projection: &Value) -> bool {
-    projection.as_object().is_some_and(|p| {
-        p.iter()
-            .all(|(k, v)| values.get(k).is_none_or(|cur| cur == v))
-    })
+/// The columns of `row` (a row as JSON) whose value is not what the projection shows:
+/// the ones to (re)write. Doc-only fields, with no column, are left out.
+fn stale_columns(row: &Map<String, Value>, projection: &Value) -> Option<Value> {
+    let stale: Map<String, Value> = match row::differing(Some(row), projection) {
+        Value::Object(m) => m.into_iter().filter(|(k, _)| row.contains_key(k)).collect(),
+        _ => Map::new(),
+    };
+    (!stale.is_empty()).then_some(Value::Object(stale))
 }
 
 /// The trigger function installed by `pylon_crdt_enable`.
@@ -391,17 +396,21 @@ fn pylon_crdt_trigger<'a>(
                 // No CRDT column changed: the doc and the columns already agree.
                 return Ok(trigger.new().map(|t| t.into_owned()));
             }
-            let projection = row::merge(
+            let merged = row::merge(
                 row,
                 &fields,
                 || Some(old.clone()),
                 |d| doc::apply_patch(d, &fields, &patch),
             );
-            Ok(Some(with_projection(
-                trigger.new().expect("NEW"),
-                rowtype,
-                &projection,
-            )))
+            // Usually NEW already shows the projection (no concurrent peer edit): keep it.
+            match stale_columns(&new, &merged.projection) {
+                None => Ok(trigger.new().map(|t| t.into_owned())),
+                Some(stale) => Ok(Some(with_projection(
+                    trigger.new().expect("NEW"),
+                    rowtype,
+                    &stale,
+                ))),
+            }
         }
         PgTriggerOperation::Insert => {
             let new = to_json(trigger.new().expect("INSERT has NEW"), rowtype);
@@ -412,14 +421,14 @@ fn pylon_crdt_trigger<'a>(
                     row_id: &row_id,
                 };
                 let patch = rowpatch::from_row(&fields, &new, false);
-                let projection = row::merge(
+                let merged = row::merge(
                     row,
                     &fields,
                     || None,
                     |d| doc::apply_patch(d, &fields, &patch),
                 );
-                if !columns_match(&new, &projection) {
-                    table.update_columns(row, &projection);
+                if let Some(stale) = stale_columns(&new, &merged.projection) {
+                    table.update_columns(row, &stale);
                 }
             }
             Ok(None)
