@@ -60,21 +60,21 @@ fn pylon_crdt_apply_update_registered(entity: &str, row_id: &str, update: &[u8])
 }
 
 /// The row's full Loro snapshot; an encoded empty doc when it has none.
-#[pg_extern(stable, parallel_safe)]
+#[pg_extern(stable, parallel_restricted)]
 fn pylon_crdt_snapshot(entity: &str, row_id: &str) -> Vec<u8> {
     let row = RowRef { entity, row_id };
     row::snapshot(row, EntityTable::resolve(entity).as_ref())
 }
 
 /// The row's encoded version vector, for `pylon_crdt_update_since`.
-#[pg_extern(stable, parallel_safe)]
+#[pg_extern(stable, parallel_restricted)]
 fn pylon_crdt_version(entity: &str, row_id: &str) -> Vec<u8> {
     let row = RowRef { entity, row_id };
     row::read(row, EntityTable::resolve(entity).as_ref(), doc::version)
 }
 
 /// The ops a peer at version `since` lacks, as a Loro update.
-#[pg_extern(stable, parallel_safe)]
+#[pg_extern(stable, parallel_restricted)]
 fn pylon_crdt_update_since(entity: &str, row_id: &str, since: &[u8]) -> Vec<u8> {
     let row = RowRef { entity, row_id };
     check_size(row, "version vector", since.len());
@@ -86,7 +86,7 @@ fn pylon_crdt_update_since(entity: &str, row_id: &str, since: &[u8]) -> Vec<u8> 
 }
 
 /// The projection of the given fields.
-#[pg_extern(stable, parallel_safe)]
+#[pg_extern(stable, parallel_restricted)]
 fn pylon_crdt_project(entity: &str, row_id: &str, fields: JsonB) -> JsonB {
     let row = RowRef { entity, row_id };
     let target = Entity::with_fields(row, &fields.0);
