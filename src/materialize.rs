@@ -216,27 +216,25 @@ impl EntityTable {
 
     /// Locks the row as the caller (`FOR UPDATE`: needs UPDATE rights, applies row-level
     /// security) and returns whether it exists. See `row::write` for the lock order.
-    /// A row that exists but is hidden from the caller is an error.
     pub fn lock_row(&self, row: RowRef<'_>) -> bool {
-        let query = format!(
-            "SELECT true FROM {} AS t WHERE {} FOR UPDATE OF t",
-            self.name,
-            self.by_id(row, 1)
-        );
-        let visible = query_one::<bool>(&query, &[row.row_id.into()]).unwrap_or(false);
-        if !visible && self.row_exists(row) {
-            raise(
-                PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-                format!("pylon_crdt: {row}: row-level security on table {} does not let this role update the row", self.name),
-            );
-        }
-        visible
+        self.seen_by_caller(
+            row,
+            "FOR UPDATE OF t",
+            "does not let this role update the row",
+        )
     }
 
     /// Refuses to read a doc whose row the caller's row-level security hides.
     pub fn check_visible(&self, row: RowRef<'_>) {
+        self.seen_by_caller(row, "", "hides the row from this role");
+    }
+
+    /// Whether the caller's query finds the row. One that exists but is hidden from the
+    /// caller by row-level security is an error (42501): a doc is never read or written past
+    /// the table's policies.
+    fn seen_by_caller(&self, row: RowRef<'_>, locking: &str, refusal: &str) -> bool {
         let query = format!(
-            "SELECT true FROM {} AS t WHERE {}",
+            "SELECT true FROM {} AS t WHERE {} {locking}",
             self.name,
             self.by_id(row, 1)
         );
@@ -244,9 +242,13 @@ impl EntityTable {
         if !visible && self.row_exists(row) {
             raise(
                 PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-                format!("pylon_crdt: {row}: row-level security on table {} hides the row from this role", self.name),
+                format!(
+                    "pylon_crdt: {row}: row-level security on table {} {refusal}",
+                    self.name
+                ),
             );
         }
+        visible
     }
 
     /// Whether the row exists at all, looked at past row-level security.
