@@ -1,0 +1,162 @@
+//! The four ways of writing a row that the benchmark compares, each over its own connection
+//! with its statements prepared once.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+
+use loro::{ExportMode, LoroDoc};
+use postgres::{Client, NoTls, Statement};
+use serde_json::{json, Value};
+
+use crate::workload::{self, Shape};
+use crate::Result;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Approach {
+    /// (a) `SELECT pylon_crdt_apply_patch(entity, row_id, fields, patch)`, autocommit.
+    Function,
+    /// (b) the pylon runtime's client-side transaction: lock, select, decode, patch, encode,
+    /// upsert, update.
+    Runtime,
+    /// (c) a plain `UPDATE` of the three columns, no CRDT.
+    Plain,
+    /// (d) the same plain `UPDATE` on a table enabled with `pylon_crdt_enable`.
+    Enabled,
+    /// (e) as (a), for an entity in update-log storage (`pylon_crdt_set_storage(.., 'log')`):
+    /// a write appends its delta instead of rewriting the snapshot. Not runtime-compatible.
+    FunctionLog,
+}
+
+impl Approach {
+    pub const ALL: [Approach; 5] = [
+        Approach::Function,
+        Approach::Runtime,
+        Approach::Plain,
+        Approach::Enabled,
+        Approach::FunctionLog,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Approach::Function => "(a) pylon_crdt_apply_patch",
+            Approach::Runtime => "(b) runtime client-side",
+            Approach::Plain => "(c) plain UPDATE",
+            Approach::Enabled => "(d) UPDATE, enabled table",
+            Approach::FunctionLog => "(e) apply_patch, log storage",
+        }
+    }
+
+    pub fn table(self) -> &'static str {
+        match self {
+            Approach::Function => "bench_fn",
+            Approach::Runtime => "bench_rt",
+            Approach::Plain => "bench_plain",
+            Approach::Enabled => "bench_enabled",
+            Approach::FunctionLog => "bench_log",
+        }
+    }
+
+    /// The doc shape this approach's writes build; `None` without a doc.
+    pub fn shape(self) -> Option<Shape> {
+        match self {
+            Approach::Function | Approach::Enabled | Approach::FunctionLog => {
+                Some(Shape::Extension)
+            }
+            Approach::Runtime => Some(Shape::Runtime),
+            Approach::Plain => None,
+        }
+    }
+}
+
+/// The runtime's `pg_advisory_key`: low 32 bits of std's `DefaultHasher` over the `&str`.
+pub fn advisory_key(s: &str) -> i32 {
+    let mut hasher = DefaultHasher::new();
+    s.hash(&mut hasher);
+    hasher.finish() as u32 as i32
+}
+
+fn update_columns(table: &str) -> String {
+    format!(r#"UPDATE "{table}" SET title = $1, body = $2, votes = $3 WHERE id = $4"#)
+}
+
+pub struct Writer {
+    client: Client,
+    approach: Approach,
+    entity: String,
+    fields: Value,
+    statements: Vec<Statement>,
+}
+
+impl Writer {
+    pub fn connect(config: &postgres::Config, approach: Approach, entity: &str) -> Result<Self> {
+        let mut client = config.connect(NoTls)?;
+        let sql = match approach {
+            Approach::Function | Approach::FunctionLog => vec![
+                "SELECT pylon_crdt_apply_patch($1::text, $2::text, $3::jsonb, $4::jsonb)".into(),
+            ],
+            Approach::Runtime => vec![
+                "SELECT pg_advisory_xact_lock($1::int4, $2::int4)".into(),
+                "SELECT snapshot FROM _pylon_crdt_snapshots WHERE entity = $1 AND row_id = $2"
+                    .into(),
+                "INSERT INTO _pylon_crdt_snapshots (entity, row_id, snapshot, updated_at)
+                 VALUES ($1, $2, $3, now())
+                 ON CONFLICT (entity, row_id) DO UPDATE SET snapshot = excluded.snapshot, updated_at = now()"
+                    .into(),
+                update_columns(approach.table()),
+            ],
+            Approach::Plain | Approach::Enabled => vec![update_columns(approach.table())],
+        };
+        let statements = sql
+            .iter()
+            .map(|s| client.prepare(s))
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(Writer {
+            client,
+            approach,
+            entity: entity.to_owned(),
+            fields: serde_json::from_str(workload::FIELDS)?,
+            statements,
+        })
+    }
+
+    /// Write `n` to `row_id`, committed when this returns.
+    pub fn write(&mut self, row_id: &str, n: u64) -> Result<()> {
+        let s = &self.statements;
+        match self.approach {
+            Approach::Function | Approach::FunctionLog => {
+                let patch = json!({
+                    "title": workload::title(n),
+                    "body": workload::body(n),
+                    "votes": {"increment": 1},
+                });
+                self.client
+                    .execute(&s[0], &[&self.entity, &row_id, &self.fields, &patch])?;
+            }
+            Approach::Runtime => {
+                let mut tx = self.client.transaction()?;
+                tx.execute(&s[0], &[&advisory_key(&self.entity), &advisory_key(row_id)])?;
+                let stored: Option<Vec<u8>> = tx
+                    .query_opt(&s[1], &[&self.entity, &row_id])?
+                    .map(|r| r.get(0));
+                let doc = LoroDoc::new();
+                if let Some(bytes) = stored {
+                    doc.import(&bytes)?;
+                }
+                workload::apply_write(&doc, Shape::Runtime, n)?;
+                let snapshot = doc.export(ExportMode::Snapshot)?;
+                tx.execute(&s[2], &[&self.entity, &row_id, &snapshot])?;
+                let row = workload::project(&doc);
+                tx.execute(&s[3], &[&row.title, &row.body, &row.votes, &row_id])?;
+                tx.commit()?;
+            }
+            Approach::Plain | Approach::Enabled => {
+                let votes = n as i32;
+                self.client.execute(
+                    &s[0],
+                    &[&workload::title(n), &workload::body(n), &votes, &row_id],
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
