@@ -38,6 +38,9 @@ case "${1:-}" in
     ;;
   install)
     # Debug build: fast to build; `cargo pgrx install --release` for benchmarks.
+    # Unlink the old library first: cargo-pgrx copies over it in place, which would pull the
+    # pages from under running backends that have it mapped.
+    rm -f "$("$PGBIN/pg_config" --pkglibdir)/pylon_crdt.so"
     cargo pgrx install --pg-config "$PGBIN/pg_config" "${@:2}"
     ;;
   url)

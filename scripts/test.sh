@@ -20,6 +20,9 @@ fi
 rm -rf "$WORK"/pg_test/15-*
 
 echo "== cargo pgrx test (unit, property and #[pg_test] tests)"
+# It copies the library over the installed one in place; unlink it first so running
+# backends (e.g. a demo cluster) keep their mapped copy.
+rm -f "$(/usr/lib/postgresql/15/bin/pg_config --pkglibdir)/pylon_crdt.so"
 cargo pgrx test pg15 "${runas[@]}" --pgdata "$WORK/pg_test"
 
 echo "== SQL regression files (tests/pg_regress) against a local cluster"
