@@ -54,6 +54,16 @@ pub extern "C-unwind" fn _PG_init() {
         GucContext::Userset,
         GucFlags::default(),
     );
+    GucRegistry::define_float_guc(
+        c"pylon_crdt.log_compact_ratio",
+        c"In 'log' storage, a write folds a row's log into its snapshot once the log's bytes pass this fraction of the snapshot's size.",
+        c"Trades WAL per write (rewriting the snapshot) against the work of readers without a cached doc.",
+        &row::LOG_COMPACT_RATIO,
+        0.0,
+        1000.0,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
     cache::init();
     materialize::init();
 }

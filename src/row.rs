@@ -52,8 +52,13 @@ impl Entity {
 }
 
 /// Upper bound on a row's log entries before a write folds them into the snapshot
-/// (`pylon_crdt.log_compact_threshold`).
-pub static LOG_COMPACT_THRESHOLD: pgrx::GucSetting<i32> = pgrx::GucSetting::<i32>::new(128);
+/// (`pylon_crdt.log_compact_threshold`): bounds the work of a reader without a cached doc.
+pub static LOG_COMPACT_THRESHOLD: pgrx::GucSetting<i32> = pgrx::GucSetting::<i32>::new(1000);
+
+/// A write also folds the log once its bytes pass this fraction of the snapshot's size
+/// (`pylon_crdt.log_compact_ratio`). Rewriting a snapshot of size S only after about
+/// ratio × S bytes of deltas keeps the amortized WAL per write near (1 + 1/ratio) × delta.
+pub static LOG_COMPACT_RATIO: pgrx::GucSetting<f64> = pgrx::GucSetting::<f64>::new(1.0);
 
 /// A row's doc as loaded, with what it was loaded from.
 struct Loaded {
@@ -184,15 +189,20 @@ fn persist(
     storage: Storage,
     exists: bool,
 ) -> Stamp {
-    let threshold = i64::from(LOG_COMPACT_THRESHOLD.get().max(0));
-    if storage == Storage::Log && exists && stamp.log_len < threshold {
+    if storage == Storage::Log && exists {
         let delta = doc::guarded(|| doc::updates_since(doc, before)).or_raise(row);
-        let seq = store::append_log(row, &delta);
-        return Stamp {
-            log_seq: Some(seq),
-            log_len: stamp.log_len + 1,
-            snapshot: stamp.snapshot,
-        };
+        let max_entries = i64::from(LOG_COMPACT_THRESHOLD.get().max(0));
+        let max_bytes = LOG_COMPACT_RATIO.get() * stamp.snapshot_bytes as f64;
+        let log_bytes = stamp.log_bytes + delta.len() as i64;
+        if stamp.log_len < max_entries && (log_bytes as f64) <= max_bytes {
+            let seq = store::append_log(row, &delta);
+            return Stamp {
+                log_seq: Some(seq),
+                log_len: stamp.log_len + 1,
+                log_bytes,
+                ..stamp
+            };
+        }
     }
     if stamp.log_len > 0 {
         cache::count(|s| s.compactions += 1);

@@ -209,6 +209,9 @@ pub struct Stamp {
     pub snapshot: Option<String>,
     pub log_seq: Option<i64>,
     pub log_len: i64,
+    /// Sizes, for deciding when to fold the log (not part of the identity).
+    pub log_bytes: i64,
+    pub snapshot_bytes: i64,
 }
 
 /// What `fetch` found. `snapshot` is None when there is none, or when it is unchanged since
@@ -224,11 +227,11 @@ pub struct Stored {
 pub fn fetch(row: RowRef<'_>, known: Option<&Stamp>) -> Stored {
     let s = sidecar();
     let query = format!(
-        "SELECT jsonb_build_array(sn.stamp, l.n, l.last, st.mode), CASE WHEN sn.stamp = $3 THEN NULL ELSE sn.snapshot END
+        "SELECT jsonb_build_array(sn.stamp, l.n, l.last, st.mode, l.bytes, sn.size), CASE WHEN sn.stamp = $3 THEN NULL ELSE sn.snapshot END
            FROM (SELECT 1) AS one
-           LEFT JOIN LATERAL (SELECT xmin::text || ':' || ctid::text AS stamp, snapshot FROM {sidecar}
+           LEFT JOIN LATERAL (SELECT xmin::text || ':' || ctid::text AS stamp, snapshot, octet_length(snapshot) AS size FROM {sidecar}
                                WHERE entity = $1 AND row_id = $2) AS sn ON true
-           LEFT JOIN LATERAL (SELECT count(*) AS n, max(seq) AS last FROM {log}
+           LEFT JOIN LATERAL (SELECT count(*) AS n, max(seq) AS last, sum(octet_length(update)) AS bytes FROM {log}
                                WHERE entity = $1 AND row_id = $2) AS l ON true
            LEFT JOIN {storage} AS st ON st.entity = $1",
         sidecar = s.table,
@@ -249,6 +252,8 @@ pub fn fetch(row: RowRef<'_>, known: Option<&Stamp>) -> Stored {
             snapshot: meta[0].as_str().map(str::to_owned),
             log_len: meta[1].as_i64().unwrap_or(0),
             log_seq: meta[2].as_i64(),
+            log_bytes: meta[4].as_i64().unwrap_or(0),
+            snapshot_bytes: meta[5].as_i64().unwrap_or(0),
         },
         snapshot,
         storage: match meta[3].as_str() {
@@ -301,6 +306,8 @@ pub fn save_snapshot(row: RowRef<'_>, snapshot: &[u8], had_log: bool) -> Stamp {
         snapshot: stamp,
         log_seq: None,
         log_len: 0,
+        log_bytes: 0,
+        snapshot_bytes: snapshot.len() as i64,
     }
 }
 

@@ -2,6 +2,7 @@
 \set fields '{"title":"string","body":"richtext","votes":{"type":"int","crdt":"counter"}}'
 
 -- 'log' storage: a write appends only its delta; readers merge snapshot and log.
+SET pylon_crdt.log_compact_ratio = 1000;  -- fold by entry count only, until tested below
 SELECT pylon_crdt_set_storage('Logged', 'log');
 SELECT pylon_crdt_apply_patch('Logged', 'r', :'fields', '{"title":"v1","body":"hello","votes":1}');
 SELECT snapshot AS first_snapshot FROM _pylon_crdt_snapshots WHERE entity = 'Logged' AND row_id = 'r' \gset
@@ -21,6 +22,14 @@ SELECT pylon_crdt_apply_patch('Logged', 'r', :'fields', '{"votes":{"increment":1
 SELECT count(*) AS log_entries_after_fold FROM _pylon_crdt_updates WHERE entity = 'Logged';
 SELECT snapshot <> :'first_snapshot' AS snapshot_rewritten FROM _pylon_crdt_snapshots WHERE entity = 'Logged';
 RESET pylon_crdt.log_compact_threshold;
+-- ... or once the log's bytes pass pylon_crdt.log_compact_ratio of the snapshot's size.
+SELECT pylon_crdt_apply_patch('Logged', 'r', :'fields', '{"title":"by ratio 1"}') ->> 'title' AS title;
+SELECT count(*) AS log_entries FROM _pylon_crdt_updates WHERE entity = 'Logged';
+SET pylon_crdt.log_compact_ratio = 0.01;
+SELECT pylon_crdt_apply_patch('Logged', 'r', :'fields', '{"title":"by ratio 2"}') ->> 'title' AS title;
+SELECT count(*) AS log_entries FROM _pylon_crdt_updates WHERE entity = 'Logged';
+SELECT compactions > 0 AS counted FROM pylon_crdt_stats();
+SET pylon_crdt.log_compact_ratio = 1000;
 
 -- pylon_crdt_compact folds on demand; trim_history drops history, keeping the projection.
 SELECT pylon_crdt_apply_patch('Logged', 'r', :'fields', '{"title":"v3"}') ->> 'title' AS title;
