@@ -39,6 +39,13 @@ BEGIN
 END
 $$;
 
+-- Loro snapshots and updates are compressed already (LZ4): let TOAST store them out of line
+-- without trying pglz on every write, which costs CPU and gains nothing.
+-- And keep snapshots of up to about 8 KB inline: a small doc's write then touches one heap
+-- page, not the TOAST table and its index as well.
+ALTER TABLE _pylon_crdt_snapshots ALTER COLUMN snapshot SET STORAGE EXTERNAL;
+ALTER TABLE _pylon_crdt_snapshots SET (toast_tuple_target = 8160);
+
 -- Tables whose rows are CRDT docs (DESIGN 4).
 CREATE TABLE _pylon_crdt_registry (
     entity    text     PRIMARY KEY,
@@ -65,6 +72,7 @@ CREATE TABLE _pylon_crdt_updates (
     PRIMARY KEY (entity, row_id, seq)
 );
 ALTER SEQUENCE _pylon_crdt_updates_seq OWNED BY _pylon_crdt_updates.seq;
+ALTER TABLE _pylon_crdt_updates ALTER COLUMN update SET STORAGE EXTERNAL;
 SELECT pg_catalog.pg_extension_config_dump('_pylon_crdt_updates', '');
 SELECT pg_catalog.pg_extension_config_dump('_pylon_crdt_updates_seq', '');
 

@@ -283,27 +283,28 @@ impl EntityTable {
             .filter(move |name| *name != self.id_column && fields.contains_key(*name))
     }
 
-    /// Writes the projected values into the existing row's columns.
-    pub fn update_columns(&self, row: RowRef<'_>, projection: &Value) {
+    /// Writes the projected values into the row's columns; false when there was nothing to
+    /// write or the caller's UPDATE found no row.
+    pub fn update_columns(&self, row: RowRef<'_>, projection: &Value) -> bool {
         let targets: Vec<String> = self.targets(projection).map(quote_identifier).collect();
         if targets.is_empty() {
-            return;
+            return false;
         }
         let sources: Vec<String> = targets.iter().map(|c| format!("r.{c}")).collect();
         let query = format!(
             "UPDATE {rel} AS t SET ({list}) = (SELECT {src} FROM pg_catalog.jsonb_populate_record(NULL::{rel}, $1) AS r)
-              WHERE {by_id}",
+              WHERE {by_id} RETURNING true",
             rel = self.name,
             list = targets.join(", "),
             src = sources.join(", "),
             by_id = self.by_id(row, 2),
         );
         let _guard = ExtensionWrite::begin(self.relid, row.row_id);
-        Spi::run_with_args(
+        query_one::<bool>(
             &query,
             &[JsonB(projection.clone()).into(), row.row_id.into()],
         )
-        .expect("writing materialized columns");
+        .unwrap_or(false)
     }
 
     /// Inserts the row with the projected values (a patch for a missing row of a registered
@@ -320,8 +321,7 @@ impl EntityTable {
             rel = self.name
         );
         let _guard = ExtensionWrite::begin(self.relid, row.row_id);
-        Spi::run_with_args(&query, &[JsonB(Value::Object(values)).into()])
-            .expect("inserting the entity row");
+        store::run(&query, &[JsonB(Value::Object(values)).into()]);
     }
 }
 

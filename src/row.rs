@@ -226,12 +226,12 @@ pub fn write(row: RowRef<'_>, entity: &Entity, change: Change<'_>) -> Value {
     let registered = table.is_some_and(EntityTable::is_registered);
     // Lock order. An enabled table's triggers run with the row already locked, so for it the
     // row lock comes first. Any other table has no triggers of ours but may be written by the
-    // runtime, which takes the advisory lock first: follow it. (`merge` takes the advisory
-    // lock again; a session may hold it more than once.)
+    // runtime, which takes the advisory lock first: follow it, and let the column UPDATE take
+    // the row lock. (`merge` takes the advisory lock again; a session may hold it twice.)
     if !registered {
         store::lock_row(row);
     }
-    let row_exists = table.is_some_and(|t| t.lock_row(row));
+    let row_exists = registered && table.is_some_and(|t| t.lock_row(row));
     if registered && !row_exists && matches!(change, Change::Import(_)) {
         raise(
             PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,
@@ -241,21 +241,21 @@ pub fn write(row: RowRef<'_>, entity: &Entity, change: Change<'_>) -> Value {
             ),
         );
     }
-    let seed = || {
-        table
-            .filter(|_| registered && row_exists)
-            .and_then(|t| t.row_values(row))
-    };
+    let seed = || table.filter(|_| row_exists).and_then(|t| t.row_values(row));
     let merged = merge(row, &entity.fields, seed, |d| match change {
         Change::Patch(patch) => doc::apply_patch(d, &entity.fields, patch),
         Change::Import(bytes) => doc::import(d, bytes),
     });
-    if let Some(table) = table {
-        if row_exists {
-            table.update_columns(row, &merged.changed);
-        } else if registered {
-            table.insert_row(row, &merged.projection);
+    match table {
+        Some(table) if registered && !row_exists => table.insert_row(row, &merged.projection),
+        Some(table) => {
+            // No UPDATE ran, or it found no row: make sure that is not row-level security
+            // hiding a row whose doc was just written (`lock_row` raises then).
+            if !table.update_columns(row, &merged.changed) && !registered {
+                table.lock_row(row);
+            }
         }
+        None => {}
     }
     merged.projection
 }
