@@ -138,6 +138,7 @@ pub fn merge(
         storage,
         exists,
     } = load(row);
+    cache::choose_peer(row.entity, row.row_id, &doc);
     let before = doc.oplog_vv();
     if !exists {
         if let Some(values) = seed() {
@@ -153,6 +154,7 @@ pub fn merge(
     } else {
         persist(row, &doc, &before, stamp, storage, exists)
     };
+    cache::remember_peer(row.entity, row.row_id, &doc);
     cache::put(row.entity, row.row_id, doc, stamp);
     let changed = differing(old.as_object(), &projection);
     Merged {

@@ -83,8 +83,15 @@ impl std::error::Error for DocError {}
 /// A doc that edits under a peer id never used before: a fixed server peer id reused after
 /// reloading a snapshot would reuse op ids, which Loro rejects or mis-merges (DESIGN 6).
 pub fn fresh_peer(doc: &LoroDoc) {
-    // Peer ids are u64; Loro reserves u64::MAX, so stay below it.
-    let peer = rand::random::<u64>() % (u64::MAX - 1);
+    set_peer(doc, random_peer());
+}
+
+/// A random peer id. Peer ids are u64; Loro reserves u64::MAX, so stay below it.
+pub fn random_peer() -> u64 {
+    rand::random::<u64>() % (u64::MAX - 1)
+}
+
+pub fn set_peer(doc: &LoroDoc, peer: u64) {
     doc.set_peer_id(peer)
         .expect("a peer id below u64::MAX is valid");
 }

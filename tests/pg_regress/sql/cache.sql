@@ -46,3 +46,24 @@ SELECT pylon_crdt_apply_patch('Cached', 'r', :'fields', '{"votes":{"increment":1
 SELECT s.cache_hits - s1.cache_hits AS hits, s.decodes - s1.decodes AS decodes FROM pylon_crdt_stats() s, s1;
 RESET pylon_crdt.cache_size;
 SELECT dblink_disconnect('other');
+
+-- Peer ids: a backend goes on with its peer id for a row while its writes commit, so history
+-- does not gain a peer per write; after a rollback the row gets a fresh one.
+SELECT pylon_crdt_apply_patch('Peers', 'p', :'fields', '{"votes":1}') IS NOT NULL AS first;
+SELECT length(pylon_crdt_version('Peers', 'p')) AS one_peer \gset
+SELECT count(pylon_crdt_apply_patch('Peers', 'p', :'fields', '{"votes":{"increment":1}}')) FROM generate_series(1, 10);
+SELECT length(pylon_crdt_version('Peers', 'p')) = :one_peer AS still_one_peer;
+BEGIN;
+SELECT pylon_crdt_apply_patch('Peers', 'p', :'fields', '{"title":"rolled back"}') IS NOT NULL AS written;
+ROLLBACK;
+SELECT pylon_crdt_apply_patch('Peers', 'p', :'fields', '{"votes":{"increment":1}}') -> 'votes' AS votes;
+SELECT length(pylon_crdt_version('Peers', 'p')) > :one_peer AS new_peer_after_rollback;
+-- Two rows that share history never share a peer: a copy made and edited in one
+-- transaction still merges back cleanly.
+BEGIN;
+SELECT pylon_crdt_apply_update('PeersCopy', 'p', :'fields', pylon_crdt_snapshot('Peers', 'p')) -> 'votes' AS copied;
+SELECT pylon_crdt_version('Peers', 'p') AS base \gset
+SELECT pylon_crdt_apply_patch('PeersCopy', 'p', :'fields', '{"title":"copy","votes":{"increment":100}}') ->> 'title';
+SELECT pylon_crdt_apply_patch('Peers', 'p', :'fields', '{"votes":{"increment":1000}}') -> 'votes';
+SELECT pylon_crdt_apply_update('Peers', 'p', :'fields', pylon_crdt_update_since('PeersCopy', 'p', :'base'));
+COMMIT;
