@@ -62,7 +62,7 @@ pub static LOG_COMPACT_RATIO: pgrx::GucSetting<f64> = pgrx::GucSetting::<f64>::n
 
 /// A row's doc as loaded, with what it was loaded from.
 struct Loaded {
-    doc: LoroDoc,
+    doc: doc::OwnedDoc,
     stamp: Stamp,
     storage: Storage,
     /// Whether the row has a stored doc at all.
@@ -73,6 +73,7 @@ struct Loaded {
 /// up on newer log entries), else decoded from the snapshot and the log. A row without a doc
 /// gives an empty one. Docs always edit under a fresh peer id (see `cache::take`).
 fn load(row: RowRef<'_>) -> Loaded {
+    doc::begin_call();
     let cached = cache::take(row.entity, row.row_id);
     let stored = store::fetch(row, cached.as_ref().map(|c| &c.stamp));
     let exists = stored.stamp.snapshot.is_some() || stored.stamp.log_len > 0;
@@ -82,36 +83,30 @@ fn load(row: RowRef<'_>) -> Loaded {
             && c.stamp.snapshot == stored.stamp.snapshot
             && c.stamp.log_seq <= stored.stamp.log_seq
     });
-    let doc = match reusable {
+    let (doc, log_after) = match reusable {
         Some(cached) => {
             cache::count(|s| s.hits += 1);
-            if cached.stamp.log_seq != stored.stamp.log_seq {
-                for update in store::log_since(row, cached.stamp.log_seq) {
-                    doc::guarded(|| doc::import(&cached.doc, &update))
-                        .map_err(corrupt)
-                        .or_raise(row);
-                }
-            }
-            cached.doc
+            (doc::OwnedDoc::new(cached.doc), cached.stamp.log_seq)
         }
         None => {
             cache::count(|s| s.misses += 1);
-            if exists {
+            let doc = doc::OwnedDoc::new(LoroDoc::new());
+            if let Some(bytes) = &stored.snapshot {
                 cache::count(|s| s.decodes += 1);
+                doc::guarded(|| doc::import(&doc, bytes))
+                    .map_err(corrupt)
+                    .or_raise(row);
             }
-            let doc = doc::guarded(|| doc::load(stored.snapshot.as_deref()))
-                .map_err(corrupt)
-                .or_raise(row);
-            if stored.stamp.log_len > 0 {
-                for update in store::log_since(row, None) {
-                    doc::guarded(|| doc::import(&doc, &update))
-                        .map_err(corrupt)
-                        .or_raise(row);
-                }
-            }
-            doc
+            (doc, None)
         }
     };
+    if stored.stamp.log_len > 0 && log_after != stored.stamp.log_seq {
+        for update in store::log_since(row, log_after) {
+            doc::guarded(|| doc::import(&doc, &update))
+                .map_err(corrupt)
+                .or_raise(row);
+        }
+    }
     Loaded {
         doc,
         stamp: stored.stamp,
@@ -142,8 +137,8 @@ pub fn merge(
     let before = doc.oplog_vv();
     if !exists {
         if let Some(values) = seed() {
-            doc::apply_patch(&doc, fields, &rowpatch::from_row(fields, &values, true))
-                .or_raise(row);
+            let seed = rowpatch::from_row(fields, &values, true);
+            doc::guarded(|| doc::apply_patch(&doc, fields, &seed)).or_raise(row);
         }
     }
     let old = doc::guarded(|| doc::project(&doc, fields)).or_raise(row);
@@ -155,7 +150,7 @@ pub fn merge(
         persist(row, &doc, &before, stamp, storage, exists)
     };
     cache::remember_peer(row.entity, row.row_id, &doc);
-    cache::put(row.entity, row.row_id, doc, stamp);
+    cache::put(row.entity, row.row_id, doc.into_inner(), stamp);
     let changed = differing(old.as_object(), &projection);
     Merged {
         projection,
@@ -271,7 +266,7 @@ pub fn read<R>(row: RowRef<'_>, table: Option<&EntityTable>, f: impl FnOnce(&Lor
     } = load(row);
     let result = doc::guarded(|| Ok(f(&doc))).or_raise(row);
     if exists {
-        cache::put(row.entity, row.row_id, doc, stamp);
+        cache::put(row.entity, row.row_id, doc.into_inner(), stamp);
     }
     result
 }
@@ -318,19 +313,21 @@ pub fn compact(row: RowRef<'_>, table: &Option<EntityTable>, trim_history: bool)
         return 0;
     }
     let (doc, bytes) = if trim_history {
-        let shallow = doc::shallow_snapshot(&doc).or_raise(row);
+        let shallow = doc::guarded(|| doc::shallow_snapshot(&doc)).or_raise(row);
         // Cache the trimmed doc, not the full one, or the next write would store the
         // trimmed history again.
-        (doc::load(Some(&shallow)).or_raise(row), shallow)
+        let trimmed = doc::OwnedDoc::new(LoroDoc::new());
+        doc::guarded(|| doc::import(&trimmed, &shallow)).or_raise(row);
+        (trimmed, shallow)
     } else {
-        let full = doc::snapshot(&doc);
+        let full = doc::guarded(|| Ok(doc::snapshot(&doc))).or_raise(row);
         (doc, full)
     };
     if stamp.log_len > 0 {
         cache::count(|s| s.compactions += 1);
     }
     let stamp = store::save_snapshot(row, &bytes, stamp.log_len > 0);
-    cache::put(row.entity, row.row_id, doc, stamp);
+    cache::put(row.entity, row.row_id, doc.into_inner(), stamp);
     bytes.len()
 }
 

@@ -129,21 +129,29 @@ fn pylon_crdt_verify(
     TableIterator::new(problems)
 }
 
-/// Whether the stored doc decodes. SPI first, then only pure Loro work inside
-/// `catch_unwind`, so a Loro panic on corrupt bytes is a finding, not an abort.
+/// Whether the stored doc decodes. SPI first, then only pure Loro work inside `guarded`, so
+/// a Loro panic on corrupt bytes is a finding, not an abort.
 fn decodes(entity: &str, row_id: &str) -> Result<(), String> {
     let row = RowRef { entity, row_id };
     let snapshot = store::fetch(row, None).snapshot;
     let log = store::log_since(row, None);
-    std::panic::catch_unwind(|| {
-        let doc =
-            doc::load(snapshot.as_deref()).map_err(|e| format!("snapshot does not decode: {e}"))?;
+    doc::begin_call();
+    let doc = doc::OwnedDoc::new(loro::LoroDoc::new());
+    doc::guarded(|| {
+        if let Some(bytes) = &snapshot {
+            doc::import(&doc, bytes)
+                .map_err(|e| doc::DocError::Bytes(format!("snapshot does not decode: {e}")))?;
+        }
         for update in &log {
-            doc::import(&doc, update).map_err(|e| format!("update log does not apply: {e}"))?;
+            doc::import(&doc, update)
+                .map_err(|e| doc::DocError::Bytes(format!("update log does not apply: {e}")))?;
         }
         Ok(())
     })
-    .unwrap_or_else(|_| Err("decoding the stored doc panicked".into()))
+    .map_err(|e| match e {
+        doc::DocError::Bytes(m) => m,
+        other => other.to_string(),
+    })
 }
 
 /// The field columns whose value differs from what the projection would write there.

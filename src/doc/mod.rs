@@ -169,10 +169,16 @@ pub fn shallow_snapshot(doc: &LoroDoc) -> Result<Vec<u8>, DocError> {
         .map_err(|e| DocError::Pending(format!("cannot trim history: {e}")))
 }
 
+thread_local! {
+    static PANICKED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// Runs pure Loro work, turning a panic into `DocError::Panic` so the caller can raise an
 /// ERROR that names the row. Only for code without SPI: a Postgres error must not be caught.
+/// Docs the work touched must be held in `OwnedDoc`s, which are then leaked, not dropped.
 pub fn guarded<T>(f: impl FnOnce() -> Result<T, DocError>) -> Result<T, DocError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+        PANICKED.with(|p| p.set(true));
         let message = payload
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
@@ -180,4 +186,42 @@ pub fn guarded<T>(f: impl FnOnce() -> Result<T, DocError>) -> Result<T, DocError
             .unwrap_or_else(|| "panic without a message".into());
         Err(DocError::Panic(message))
     })
+}
+
+/// Owns the doc a call works on. After Loro panicked (in `guarded`), dropping a doc could
+/// panic again on its broken state, and a panic while the ERROR unwinds aborts the backend:
+/// so from then until the next call, these docs are leaked instead of dropped.
+pub struct OwnedDoc(std::mem::ManuallyDrop<LoroDoc>);
+
+impl OwnedDoc {
+    pub fn new(doc: LoroDoc) -> OwnedDoc {
+        OwnedDoc(std::mem::ManuallyDrop::new(doc))
+    }
+
+    pub fn into_inner(self) -> LoroDoc {
+        let mut this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is never used or dropped again.
+        unsafe { std::mem::ManuallyDrop::take(&mut this.0) }
+    }
+}
+
+impl std::ops::Deref for OwnedDoc {
+    type Target = LoroDoc;
+    fn deref(&self) -> &LoroDoc {
+        &self.0
+    }
+}
+
+impl Drop for OwnedDoc {
+    fn drop(&mut self) {
+        if !PANICKED.with(|p| p.get()) {
+            // SAFETY: dropped once, here.
+            unsafe { std::mem::ManuallyDrop::drop(&mut self.0) }
+        }
+    }
+}
+
+/// Clears the panic mark at the start of a call.
+pub fn begin_call() {
+    PANICKED.with(|p| p.set(false));
 }
