@@ -257,6 +257,16 @@ fn fuzz_worker(
     let mut tree_ids: Vec<String> = Vec::new();
     let mut writes_per_row = [0u32; ROW_IDS];
     let row_ids: Vec<String> = (0..ROW_IDS).map(|i| format!("f{i}")).collect();
+    // PYLON_CRDT_CLIENT_FUZZ_TRACE=Entity/row (or Entity/*) writes every call on that row, and
+    // its outcome, to $PYLON_CRDT_WORK/fuzz-trace-<Entity>.txt: the history behind a finding.
+    let trace = std::env::var("PYLON_CRDT_CLIENT_FUZZ_TRACE").ok();
+    let verify_each = std::env::var("PYLON_CRDT_CLIENT_FUZZ_VERIFY_EACH").is_ok_and(|v| v == "1");
+    let traced = |row_id: &str| {
+        trace.as_deref().is_some_and(|t| {
+            t == format!("{}/{row_id}", target.entity) || t == format!("{}/*", target.entity)
+        })
+    };
+    let mut trace_out = String::new();
     for n in 0..count {
         let r = rng.gen_range(0..ROW_IDS);
         let row_id = &row_ids[r];
@@ -281,7 +291,54 @@ fn fuzz_worker(
             None
         };
         tally.tried += 1;
-        match run_call(&mut c, &st, &target, row_id, &call) {
+        let result = run_call(&mut c, &st, &target, row_id, &call);
+        if traced(row_id) {
+            let outcome = match &result {
+                Ok(r) => format!(
+                    "ok {}",
+                    r.try_get::<_, Value>(0)
+                        .map(|v| v.to_string())
+                        .unwrap_or_default()
+                ),
+                Err(e) => match e.as_db_error() {
+                    Some(db) => format!("error {} {}", db.code().code(), db.message()),
+                    None => format!("error {e}"),
+                },
+            };
+            let row: Option<Value> = c
+                .query_opt(
+                    &format!(
+                        "SELECT to_jsonb(t) FROM {} t WHERE id = $1",
+                        quote_ident(&target.entity)
+                    ),
+                    &[row_id],
+                )
+                .ok()
+                .flatten()
+                .map(|r| r.get(0));
+            trace_out.push_str(&format!(
+                "#{n} {row_id} {}\n  -> {outcome}\n  row {row:?}\n",
+                describe(&call)
+            ));
+        }
+        // With PYLON_CRDT_CLIENT_FUZZ_VERIFY_EACH=1, stop at the first call after which
+        // pylon_crdt_verify finds a problem, and say which call that was (in the trace).
+        if verify_each && trace.is_some() {
+            let found: Vec<String> = c
+                .query(
+                    "SELECT row_id || ': ' || problem FROM pylon_crdt_verify($1)",
+                    &[&target.entity],
+                )
+                .map(|rows| rows.iter().map(|r| r.get(0)).collect())
+                .unwrap_or_default();
+            if !found.is_empty() {
+                trace_out.push_str(&format!(
+                    "FIRST PROBLEM after #{n} on {row_id}: {found:?}\n"
+                ));
+                break;
+            }
+        }
+        match result {
             Ok(row) => {
                 tally.valid += 1;
                 if let Err(e) = result_is_valid(&call, &row) {
@@ -351,12 +408,27 @@ fn fuzz_worker(
             st = prepare(&mut c, &target.entity);
         }
         // Keep docs small: reset a row after a number of successful writes.
+        // Keep docs small: reset a row after a number of successful writes. Rows of enabled
+        // tables are deleted and inserted again (DELETE drops the doc: pylon_crdt_delete on
+        // an enabled table would leave a row without a doc), other rows lose their doc.
         if writes_per_row[r] >= 25 {
             writes_per_row[r] = 0;
-            if let Err(e) = c.execute(
-                "SELECT pylon_crdt_delete($1, $2)",
-                &[&target.entity, row_id],
-            ) {
+            if traced(row_id) {
+                trace_out.push_str(&format!("RESET {row_id}\n"));
+            }
+            let reset = if target.flavor == Flavor::Spec {
+                c.execute(
+                    "SELECT pylon_crdt_delete($1, $2)",
+                    &[&target.entity, row_id],
+                )
+            } else {
+                let table = quote_ident(&target.entity);
+                c.execute(&format!("DELETE FROM {table} WHERE id = $1"), &[row_id])
+                    .and_then(|_| {
+                        c.execute(&format!("INSERT INTO {table} (id) VALUES ($1)"), &[row_id])
+                    })
+            };
+            if let Err(e) = reset {
                 assert!(e.as_db_error().is_none(), "resetting a row failed: {e}");
                 // Another connection's input crashed a backend and the cluster reset.
                 c = connect_retry(&url, Duration::from_secs(60));
@@ -368,6 +440,13 @@ fn fuzz_worker(
         if n % 1000 == 999 {
             *progress.lock().unwrap() += 1000;
         }
+    }
+    if !trace_out.is_empty() {
+        std::fs::write(
+            work_dir().join(format!("fuzz-trace-{}.txt", target.entity)),
+            &trace_out,
+        )
+        .unwrap();
     }
     // The connection is still usable after all that.
     if c.query_one("SELECT 1", &[]).is_err() {
@@ -396,6 +475,11 @@ fn hostile_inputs_never_crash_and_never_write_on_failure() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(4);
+    // Worker w gets flavor (w + offset) % 4: 0, 1 fields spec, 2 registered, 3 registered+log.
+    let offset: u64 = std::env::var("PYLON_CRDT_CLIENT_FUZZ_FLAVOR_OFFSET")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let url = fresh_db("hostile");
     let mut c = connect(&url);
     let mut rng = StdRng::seed_from_u64(0x5eed);
@@ -410,7 +494,7 @@ fn hostile_inputs_never_crash_and_never_write_on_failure() {
             quote_ident(&entity)
         ))
         .unwrap();
-        let flavor = match (w % 4, enable) {
+        let flavor = match ((w + offset) % 4, enable) {
             (2, true) => Flavor::Registered,
             (3, true) if set_storage => Flavor::RegisteredLog,
             _ => Flavor::Spec,
@@ -452,7 +536,7 @@ fn hostile_inputs_never_crash_and_never_write_on_failure() {
         .collect();
     let mut tally = Tally::default();
     let flavors: Vec<&str> = (0..workers)
-        .map(|w| match (w % 4, enable) {
+        .map(|w| match ((w + offset) % 4, enable) {
             (2, true) => "registered",
             (3, true) if set_storage => "registered+log",
             _ => "fields spec",
@@ -738,5 +822,169 @@ fn pylon_crdt_delete_then_write_keeps_enabled_columns_equal_to_the_doc() {
     assert!(
         problems.is_empty() && verified.is_empty(),
         "after pylon_crdt_delete and a write, the row disagrees with its doc (projection {p}):\n{problems:#?}\n{verified:?}"
+    );
+}
+
+/// A call that fails must leave no trace, also not in the backend's doc cache: after a peer
+/// update refused as pending (55000) or refused while writing the row (22P02), later calls on
+/// the same connection see the doc as it was.
+#[test]
+fn failed_imports_leave_no_trace_in_later_calls() {
+    let url = fresh_db("failed_imports");
+    let mut c = connect(&url);
+    let fields = json!({"title": "string", "votes": {"type": "int", "crdt": "counter"}});
+    c.batch_execute(r#"CREATE TABLE "Leak" (id text PRIMARY KEY, title text, votes int)"#)
+        .unwrap();
+    let enabled = has_function(&mut c, "pylon_crdt_enable");
+    if enabled {
+        c.execute("SELECT pylon_crdt_enable('\"Leak\"', $1)", &[&fields])
+            .unwrap();
+    }
+    c.execute(r#"INSERT INTO "Leak" (id) VALUES ('a'), ('b'), ('c')"#, &[])
+        .unwrap();
+    let patch = |c: &mut Client, row: &str, p: Value| -> Result<Value, postgres::Error> {
+        c.query_one(
+            "SELECT pylon_crdt_apply_patch('Leak', $1, $2, $3)",
+            &[&row, &fields, &p],
+        )
+        .map(|r| r.get(0))
+    };
+    let update = |c: &mut Client, row: &str, b: &[u8]| -> Result<Value, postgres::Error> {
+        c.query_one(
+            "SELECT pylon_crdt_apply_update('Leak', $1, $2, $3)",
+            &[&row, &fields, &b],
+        )
+        .map(|r| r.get(0))
+    };
+    let mut findings = Vec::new();
+
+    // (a) Pending: a peer's second change without its first.
+    patch(&mut c, "a", json!({"title": "server", "votes": 1})).unwrap();
+    let snapshot: Vec<u8> = c
+        .query_one("SELECT pylon_crdt_snapshot('Leak', 'a')", &[])
+        .unwrap()
+        .get(0);
+    let peer = decode(&snapshot).unwrap();
+    peer.set_peer_id(4242).unwrap();
+    let base = peer.oplog_vv();
+    peer.get_map("row").insert("title", "first").unwrap();
+    peer.commit();
+    let middle = peer.oplog_vv();
+    peer.get_map("row").insert("title", "REFUSED").unwrap();
+    peer.commit();
+    let second_only = peer.export(ExportMode::updates(&middle)).unwrap();
+    let code = expect_err(
+        update(&mut c, "a", &second_only),
+        "update without its dependency",
+    );
+    assert_eq!(code, "55000");
+    let p = patch(&mut c, "a", json!({})).unwrap();
+    if p["title"] != "server" {
+        findings.push(format!(
+            "after a refused pending update, patch {{}} sees {p}"
+        ));
+    }
+    // Only the first change now: the refused second one must not come along.
+    let first_only = {
+        let first = LoroDoc::new();
+        first.import(&snapshot).unwrap();
+        first
+            .import(&peer.export(ExportMode::updates(&base)).unwrap())
+            .unwrap();
+        // Rebuild the first change alone: a peer that never made the second.
+        let only = decode(&snapshot).unwrap();
+        only.set_peer_id(4242).unwrap();
+        only.get_map("row").insert("title", "first").unwrap();
+        only.commit();
+        only.export(ExportMode::updates(&base)).unwrap()
+    };
+    let p = update(&mut c, "a", &first_only).unwrap();
+    if p["title"] != "first" {
+        findings.push(format!(
+            "the refused change came back with its dependency: {p}"
+        ));
+    }
+
+    // (a2) Partly pending: one peer's change applies, another's waits for a missing one; the
+    // call is refused (55000), so the change that could apply must not stay either.
+    patch(&mut c, "c", json!({"title": "server", "votes": 1})).unwrap();
+    let snapshot: Vec<u8> = c
+        .query_one("SELECT pylon_crdt_snapshot('Leak', 'c')", &[])
+        .unwrap()
+        .get(0);
+    let q = decode(&snapshot).unwrap();
+    q.set_peer_id(5151).unwrap();
+    let base = q.oplog_vv();
+    q.get_map("row")
+        .insert("title", "APPLIED BY A REFUSED CALL")
+        .unwrap();
+    q.commit();
+    let p2 = decode(&snapshot).unwrap();
+    p2.set_peer_id(5252).unwrap();
+    p2.get_map("row").insert("title", "p first").unwrap();
+    p2.commit();
+    let middle = p2.oplog_vv();
+    if let Some(loro::ValueOrContainer::Container(loro::Container::Counter(k))) =
+        p2.get_map("row").get("votes")
+    {
+        k.increment(7.0).unwrap();
+    }
+    p2.commit();
+    // One blob with q's change and p2's second change, but not p2's first.
+    let all = LoroDoc::new();
+    all.import(&snapshot).unwrap();
+    all.import(&q.export(ExportMode::updates(&base)).unwrap())
+        .unwrap();
+    all.import(&p2.export(ExportMode::updates(&base)).unwrap())
+        .unwrap();
+    let blob = all.export(ExportMode::updates(&middle)).unwrap();
+    let code = expect_err(update(&mut c, "c", &blob), "partly pending update");
+    assert_eq!(code, "55000");
+    let p = patch(&mut c, "c", json!({})).unwrap();
+    if p["title"] != "server" || p["votes"].as_f64() != Some(1.0) {
+        findings.push(format!(
+            "after a partly pending update was refused, patch {{}} sees {p}"
+        ));
+    }
+
+    // (b) Refused while writing the row: a float counter into an int column (22P02).
+    patch(&mut c, "b", json!({"title": "server", "votes": 1})).unwrap();
+    let snapshot: Vec<u8> = c
+        .query_one("SELECT pylon_crdt_snapshot('Leak', 'b')", &[])
+        .unwrap()
+        .get(0);
+    let peer = decode(&snapshot).unwrap();
+    peer.set_peer_id(4343).unwrap();
+    let base = peer.oplog_vv();
+    peer.get_map("row").insert("title", "REFUSED").unwrap();
+    if let Some(loro::ValueOrContainer::Container(loro::Container::Counter(k))) =
+        peer.get_map("row").get("votes")
+    {
+        k.increment(0.5).unwrap();
+    }
+    peer.commit();
+    let bad = peer.export(ExportMode::updates(&base)).unwrap();
+    let r = update(&mut c, "b", &bad);
+    match &r {
+        Ok(p) => findings.push(format!("a half counter in an int column was accepted: {p}")),
+        Err(e) => assert!(e.as_db_error().is_some(), "{e}"),
+    }
+    let p = patch(&mut c, "b", json!({})).unwrap();
+    if p["title"] != "server" || p["votes"].as_f64() != Some(1.0) {
+        findings.push(format!(
+            "after an update refused at the row write, patch {{}} sees {p}"
+        ));
+    }
+    if let Some(rows) = verify(&mut c, Some("Leak")) {
+        if !rows.is_empty() {
+            findings.push(format!("pylon_crdt_verify: {rows:?}"));
+        }
+    }
+    let problems = check_entity_by_hand(&mut c, "Leak", Some("Leak"), &fields);
+    findings.extend(problems);
+    assert!(
+        findings.is_empty(),
+        "failed calls left traces (enabled table: {enabled}):\n{}",
+        findings.join("\n")
     );
 }
