@@ -5,6 +5,8 @@
 
 pub mod doc;
 
+mod alloc;
+
 mod api;
 mod cache;
 mod error;
@@ -15,6 +17,9 @@ mod triggers;
 mod verify;
 
 ::pgrx::pg_module_magic!(name, version);
+
+#[global_allocator]
+static ALLOCATOR: alloc::ExtensionAllocator = alloc::ExtensionAllocator;
 
 pgrx::extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
 

@@ -165,9 +165,14 @@ impl EntityTable {
     fn resolve_uncached(entity: &str) -> Option<EntityTable> {
         Self::registered(entity).or_else(|| {
             let relid = query_one::<pg_sys::Oid>(
+                // The first permanent table of that name on the search_path. Never a temporary
+                // one: any role may create those, and pg_temp is searched first, so it could
+                // stand in for the entity's real table and reach its docs.
                 "SELECT c.oid FROM pg_catalog.pg_class c
-                  WHERE c.oid = pg_catalog.to_regclass(pg_catalog.quote_ident($1))
-                    AND c.relkind IN ('r', 'p')",
+                   JOIN unnest(pg_catalog.current_schemas(false)) WITH ORDINALITY AS s(name, pos)
+                     ON c.relnamespace = s.name::regnamespace
+                  WHERE c.relname = $1 AND c.relkind IN ('r', 'p') AND c.relpersistence <> 't'
+                  ORDER BY s.pos LIMIT 1",
                 &[entity.into()],
             )?;
             let name = query_one::<String>("SELECT $1::regclass::text", &[relid.into()])?;

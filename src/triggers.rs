@@ -73,13 +73,14 @@ fn pylon_crdt_enable(
         .unwrap_or_default(),
     };
     let owns = query_one::<bool>(
-        "SELECT pg_catalog.pg_has_role(relowner, 'USAGE') FROM pg_catalog.pg_class WHERE oid = $1 AND relkind IN ('r', 'p')",
+        "SELECT pg_catalog.pg_has_role(relowner, 'USAGE') FROM pg_catalog.pg_class
+          WHERE oid = $1 AND relkind IN ('r', 'p') AND relpersistence <> 't'",
         &[relation.into()],
     );
     match owns {
         None => raise(
             PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
-            format!("pylon_crdt: {name} is not a table"),
+            format!("pylon_crdt: {name} is not a permanent table"),
         ),
         Some(false) => raise(
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,

@@ -400,6 +400,9 @@ fn diff_into(list: &ListHandle, new: Vec<LoroValue>) -> Outcome {
 // ---- trees ----
 
 enum TreeOp<'a> {
+    /// The whole tree, in projection shape (`[{"data", "children"}]`; ids are ignored):
+    /// rebuilt with new nodes. Used to seed a doc from a table row.
+    Replace(&'a [Value]),
     Create {
         parent: Option<TreeID>,
         index: Option<usize>,
@@ -464,6 +467,13 @@ fn tree_op(value: &Value) -> Result<TreeOp<'_>, String> {
             }
         }
         "delete" => TreeOp::Delete(node_id(arg)?),
+        "replace" => {
+            let nodes = arg
+                .as_array()
+                .ok_or_else(|| expected("an array of nodes for \"replace\"", arg))?;
+            check_nodes(nodes, 0)?;
+            TreeOp::Replace(nodes)
+        }
         "set" => {
             let a = args(&["node", "key", "value"])?;
             let key = a["key"]
@@ -477,10 +487,52 @@ fn tree_op(value: &Value) -> Result<TreeOp<'_>, String> {
         }
         other => {
             return Err(format!(
-                "unknown tree op \"{other}\" (expected create, move, delete or set)"
+                "unknown tree op \"{other}\" (expected create, move, delete, set or replace)"
             ))
         }
     })
+}
+
+/// Checks projection-shaped nodes: objects with an optional `data` object and an optional
+/// `children` array, no deeper than projection allows.
+fn check_nodes(nodes: &[Value], depth: usize) -> Result<(), String> {
+    if depth > super::project::MAX_TREE_DEPTH {
+        return Err(format!(
+            "tree deeper than {} levels",
+            super::project::MAX_TREE_DEPTH
+        ));
+    }
+    for node in nodes {
+        let obj = node
+            .as_object()
+            .ok_or_else(|| expected("a node object", node))?;
+        match obj.get("data") {
+            None | Some(Value::Null) | Some(Value::Object(_)) => {}
+            Some(other) => return Err(expected("an object for a node's \"data\"", other)),
+        }
+        match obj.get("children") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(children)) => check_nodes(children, depth + 1)?,
+            Some(other) => return Err(expected("an array for a node's \"children\"", other)),
+        }
+    }
+    Ok(())
+}
+
+fn build_nodes(tree: &LoroTree, parent: Option<TreeID>, nodes: &[Value]) -> Outcome {
+    for node in nodes {
+        let id = tree.create(parent).map_err(|e| e.to_string())?;
+        if let Some(Value::Object(data)) = node.get("data") {
+            let meta = tree.get_meta(id).map_err(|e| e.to_string())?;
+            for (k, v) in data {
+                meta.insert(k, to_loro(v)).map_err(|e| e.to_string())?;
+            }
+        }
+        if let Some(Value::Array(children)) = node.get("children") {
+            build_nodes(tree, Some(id), children)?;
+        }
+    }
+    Ok(())
 }
 
 fn node_id(value: &Value) -> Result<TreeID, String> {
@@ -569,6 +621,12 @@ fn apply_tree_op(tree: &LoroTree, op: TreeOp<'_>) -> Outcome {
         TreeOp::Delete(node) => {
             live(node)?;
             tree.delete(node).map_err(|e| e.to_string())?;
+        }
+        TreeOp::Replace(nodes) => {
+            for root in tree.roots() {
+                tree.delete(root).map_err(|e| e.to_string())?;
+            }
+            build_nodes(tree, None, nodes)?;
         }
         TreeOp::Set { node, key, value } => {
             live(node)?;

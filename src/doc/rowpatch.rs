@@ -11,13 +11,18 @@ use super::fields::{BaseType, Field, FieldKind};
 
 /// The patch an inserted row (or a row seeding a new doc) means: every field column's
 /// value. NULLs are skipped, so an insert does not clear what a doc already holds.
-/// Tree columns take tree ops; a seed skips them (a projection cannot be replayed as ops).
+/// An inserted tree column holds tree ops; a seeding row holds a projection, which is
+/// rebuilt as a new tree with the same shape and data (`{"replace": nodes}`).
 pub fn from_row(fields: &[Field], row: &Map<String, Value>, seeding: bool) -> Value {
     let mut patch = Map::new();
     for field in fields {
         match row.get(&field.name) {
             None | Some(Value::Null) => {}
-            Some(_) if seeding && field.kind == FieldKind::Tree => {}
+            Some(value) if seeding && field.kind == FieldKind::Tree => {
+                let mut op = Map::new();
+                op.insert("replace".into(), value.clone());
+                patch.insert(field.name.clone(), Value::Object(op));
+            }
             Some(value) => {
                 patch.insert(field.name.clone(), value.clone());
             }
@@ -100,7 +105,7 @@ mod tests {
         );
         assert_eq!(
             from_row(&fields(), &row, true),
-            json!({"title": "t", "votes": 3})
+            json!({"title": "t", "votes": 3, "outline": {"replace": [{"create": {}}]}})
         );
     }
 }

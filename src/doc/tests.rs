@@ -452,3 +452,39 @@ fn guarded_turns_a_panic_into_an_error() {
     assert_eq!(got, Err(DocError::Panic("boom at 42".into())));
     assert_eq!(guarded(|| Ok(7)), Ok(7));
 }
+
+#[test]
+fn a_tree_projection_seeds_a_tree_of_the_same_shape() {
+    let doc = load(None).unwrap();
+    let built = patched(
+        &doc,
+        json!({"outline": [
+            {"create": {"parent": null, "data": {"title": "a"}}},
+        ]}),
+    );
+    let a = built["outline"][0]["id"].as_str().unwrap().to_owned();
+    let built = patched(
+        &doc,
+        json!({"outline": {"create": {"parent": a, "data": {"title": "a.1"}}}}),
+    );
+    let fresh = load(None).unwrap();
+    let seeded = patched(&fresh, json!({"outline": {"replace": built["outline"]}}));
+    let shape = |v: &Value| {
+        let mut v = v.clone();
+        fn strip(v: &mut Value) {
+            for n in v.as_array_mut().into_iter().flatten() {
+                n.as_object_mut().unwrap().remove("id");
+                strip(n.get_mut("children").unwrap());
+            }
+        }
+        strip(&mut v);
+        v
+    };
+    assert_eq!(shape(&seeded["outline"]), shape(&built["outline"]));
+    assert!(apply_patch(
+        &fresh,
+        &fields(),
+        &json!({"outline": {"replace": [{"data": 1}]}})
+    )
+    .is_err());
+}
