@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test against a real PostgreSQL 15: the pure-core unit and property tests and the
-# #[pg_test]s (`cargo pgrx test`), then the SQL behaviour files in tests/pg_regress.
+# #[pg_test]s (`cargo pgrx test`), the SQL behaviour files in tests/pg_regress, the tests with
+# the real client tools (tests/tools), and the client suite over real connections
+# (tests/client, on a cluster of its own that it starts and stops).
 # Works as root on a fresh Debian 12 machine: Postgres itself runs as the `postgres` user,
 # with data directories under $PYLON_CRDT_WORK that this user owns.
 set -euo pipefail
@@ -30,7 +32,10 @@ scripts/cluster.sh install
 scripts/cluster.sh start
 scripts/regress.sh
 
-echo "== tool-level tests: pg_dump/pg_restore, concurrent writers (tests/tools)"
+echo "== tool-level tests: pg_dump/pg_restore, adoption, concurrent writers (tests/tools)"
 for t in tests/tools/*.sh; do
   [ "$(basename "$t")" = lib.sh ] || bash "$t"
 done
+
+echo "== client tests over real connections: concurrency, interlock, crashes, hostile input, security (tests/client)"
+scripts/client-tests.sh
