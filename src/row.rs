@@ -135,13 +135,18 @@ pub fn merge(
     } = load(row);
     cache::choose_peer(row.entity, row.row_id, &doc);
     let before = doc.oplog_vv();
-    if !exists {
-        if let Some(values) = seed() {
+    // What the row's columns show before the change: the doc's projection, or, for a doc
+    // seeded from the row just now, the row itself (a seeded tree gets new node ids, which
+    // the columns must then take too).
+    let seeded = if exists { None } else { seed() };
+    let old = match seeded {
+        Some(values) => {
             let seed = rowpatch::from_row(fields, &values, true);
             doc::guarded(|| doc::apply_patch(&doc, fields, &seed)).or_raise(row);
+            Value::Object(values)
         }
-    }
-    let old = doc::guarded(|| doc::project(&doc, fields)).or_raise(row);
+        None => doc::guarded(|| doc::project(&doc, fields)).or_raise(row),
+    };
     doc::guarded(|| change(&doc)).or_raise(row);
     let projection = doc::guarded(|| doc::project(&doc, fields)).or_raise(row);
     let stamp = if exists && doc.oplog_vv() == before {
