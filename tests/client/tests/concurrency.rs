@@ -125,6 +125,62 @@ fn counter_increments_from_16_connections_sum_exactly() {
     assert!(check_entity_by_hand(&mut c, "Counter", Some("Counter"), &fields).is_empty());
 }
 
+/// The same through plain SQL: 16 connections × 500 `UPDATE … SET votes = votes + 1` on one
+/// row of a table enabled with `pylon_crdt_enable`. Each UPDATE's trigger records the delta as
+/// a counter increment; the column and the doc must both end at exactly 16 × 500.
+#[test]
+fn plain_update_increments_on_an_enabled_table_sum_exactly() {
+    let conns = env_usize("PYLON_CRDT_CLIENT_CONNECTIONS", 16);
+    let per_conn = env_usize("PYLON_CRDT_CLIENT_INCREMENTS", 500);
+    let url = fresh_db("counter_update");
+    let mut c = connect(&url);
+    let fields = json!({"votes": {"type": "int", "crdt": "counter"}});
+    c.batch_execute(r#"CREATE TABLE "Tally" (id text PRIMARY KEY, votes int)"#)
+        .unwrap();
+    c.execute("SELECT pylon_crdt_enable('\"Tally\"', $1)", &[&fields])
+        .unwrap();
+    c.batch_execute(r#"INSERT INTO "Tally" VALUES ('t1', 0)"#)
+        .unwrap();
+
+    let start = Instant::now();
+    let barrier = Arc::new(Barrier::new(conns));
+    let handles: Vec<_> = (0..conns)
+        .map(|_| {
+            let (url, barrier) = (url.clone(), barrier.clone());
+            thread::spawn(move || {
+                let mut c = connect(&url);
+                let stmt = c
+                    .prepare(r#"UPDATE "Tally" SET votes = votes + 1 WHERE id = 't1'"#)
+                    .unwrap();
+                barrier.wait();
+                for _ in 0..per_conn {
+                    assert_eq!(c.execute(&stmt, &[]).unwrap(), 1);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("writer thread");
+    }
+    let total = (conns * per_conn) as i64;
+    let column: i32 = c
+        .query_one(r#"SELECT votes FROM "Tally" WHERE id = 't1'"#, &[])
+        .unwrap()
+        .get(0);
+    let projection: Value = c
+        .query_one("SELECT pylon_crdt_project('Tally', 't1')", &[])
+        .unwrap()
+        .get(0);
+    println!(
+        "counter (plain UPDATE, enabled table): {conns} connections x {per_conn} in {:.1?}; column {column}, doc {}",
+        start.elapsed(),
+        projection["votes"]
+    );
+    assert_eq!(column as i64, total, "column");
+    assert_eq!(projection["votes"].as_f64(), Some(total as f64), "doc");
+    assert!(verify(&mut c, Some("Tally")).unwrap_or_default().is_empty());
+}
+
 const LINES: usize = 8;
 
 fn line(i: usize, round: usize) -> String {
