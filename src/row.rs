@@ -250,14 +250,12 @@ pub fn write(row: RowRef<'_>, entity: &Entity, change: Change<'_>) -> Value {
     });
     match table {
         Some(table) if registered && !row_exists => table.insert_row(row, &merged.projection),
-        Some(table) => {
-            // No UPDATE ran, or it found no row: make sure that is not row-level security
-            // hiding a row whose doc was just written (`lock_row` raises then).
-            if !table.update_columns(row, &merged.changed) && !registered {
-                table.lock_row(row);
-            }
+        // No UPDATE ran, or it found no row: make sure that is not row-level security hiding
+        // a row whose doc was just written (`lock_row` raises then).
+        Some(table) if !table.update_columns(row, &merged.changed) && !registered => {
+            table.lock_row(row);
         }
-        None => {}
+        _ => {}
     }
     merged.projection
 }

@@ -163,10 +163,7 @@ fn pylon_crdt_disable(relation: pgrx::PgRelation, drop_docs: default!(bool, "fal
     let Some((entity, table)) = EntityTable::registered_relation(relation) else {
         return false;
     };
-    let owns = query_one::<bool>(
-        "SELECT pg_catalog.pg_has_role(relowner, 'USAGE') FROM pg_catalog.pg_class WHERE oid = $1",
-        &[relation.into()],
-    );
+    let owns = owns_table(relation);
     if owns != Some(true) {
         raise(
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
@@ -191,6 +188,14 @@ fn pylon_crdt_disable(relation: pgrx::PgRelation, drop_docs: default!(bool, "fal
     true
 }
 
+/// Whether the current role owns (is a member of the owner of) a relation.
+fn owns_table(relid: pg_sys::Oid) -> Option<bool> {
+    query_one::<bool>(
+        "SELECT pg_catalog.pg_has_role(relowner, 'USAGE') FROM pg_catalog.pg_class WHERE oid = $1",
+        &[relid.into()],
+    )
+}
+
 /// Entity names are global in `_pylon_crdt_snapshots`: registering a table under a name
 /// would hand it the docs stored under that name. Refuse a name that is registered for
 /// another table (42710), or whose docs belong to a same-named table the caller does not own
@@ -210,10 +215,7 @@ fn check_entity_is_ours(entity: RowRef<'_>, table: &str, relation: pg_sys::Oid) 
     }
     match EntityTable::resolve(entity.entity) {
         Some(other) if other.relid != relation => {
-            let owns = query_one::<bool>(
-                "SELECT pg_catalog.pg_has_role(relowner, 'USAGE') FROM pg_catalog.pg_class WHERE oid = $1",
-                &[other.relid.into()],
-            );
+            let owns = owns_table(other.relid);
             if owns != Some(true) {
                 raise(
                     PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
