@@ -226,6 +226,37 @@ fn assert_all_lines_final(body: &str, rounds: usize) {
     );
 }
 
+/// Reads the text, rewrites writer `i`'s line for `round`, and sends the full text back as a
+/// patch: returns the text sent and the body the call returned.
+fn rewrite_own_line(
+    c: &mut impl postgres::GenericClient,
+    fields: &Value,
+    i: usize,
+    round: usize,
+) -> (String, Value) {
+    let p: Value = c
+        .query_one("SELECT pylon_crdt_project('Page', 'p1', $1)", &[fields])
+        .unwrap()
+        .get(0);
+    let mut lines: Vec<String> = p["body"]
+        .as_str()
+        .unwrap()
+        .split('\n')
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(lines.len(), LINES, "text keeps {LINES} lines");
+    lines[i] = line(i, round);
+    let text = lines_text(&lines);
+    let out: Value = c
+        .query_one(
+            "SELECT pylon_crdt_apply_patch('Page', 'p1', $1, $2)",
+            &[fields, &json!({ "body": text })],
+        )
+        .unwrap()
+        .get(0);
+    (text, out["body"].clone())
+}
+
 /// 8 connections each rewrite only their own line of one text, as read-modify-write under
 /// the runtime's row lock (the way a pylon replica does it): the server diffs the full new
 /// text against the doc, and every writer's edits survive.
@@ -247,27 +278,8 @@ fn text_regions_read_modify_write_under_row_lock() {
                         &[&advisory_key("Page"), &advisory_key("p1")],
                     )
                     .unwrap();
-                    let p: Value = tx
-                        .query_one("SELECT pylon_crdt_project('Page', 'p1', $1)", &[&fields])
-                        .unwrap()
-                        .get(0);
-                    let mut lines: Vec<String> = p["body"]
-                        .as_str()
-                        .unwrap()
-                        .split('\n')
-                        .map(str::to_owned)
-                        .collect();
-                    assert_eq!(lines.len(), LINES, "text keeps {LINES} lines");
-                    lines[i] = line(i, round);
-                    let text = lines_text(&lines);
-                    let out: Value = tx
-                        .query_one(
-                            "SELECT pylon_crdt_apply_patch('Page', 'p1', $1, $2)",
-                            &[&fields, &json!({ "body": text })],
-                        )
-                        .unwrap()
-                        .get(0);
-                    assert_eq!(out["body"].as_str(), Some(text.as_str()));
+                    let (text, out) = rewrite_own_line(&mut tx, &fields, i, round);
+                    assert_eq!(out.as_str(), Some(text.as_str()));
                     tx.commit().unwrap();
                 }
             })
@@ -385,31 +397,8 @@ fn text_regions_stale_full_text_patches_are_last_writer_wins() {
                 let mut c = connect(&url);
                 barrier.wait();
                 for round in 1..=rounds {
-                    let p: Value = c
-                        .query_one("SELECT pylon_crdt_project('Page', 'p1', $1)", &[&fields])
-                        .unwrap()
-                        .get(0);
-                    let mut lines: Vec<String> = p["body"]
-                        .as_str()
-                        .unwrap()
-                        .split('\n')
-                        .map(str::to_owned)
-                        .collect();
-                    assert_eq!(lines.len(), LINES, "text keeps {LINES} lines");
-                    lines[i] = line(i, round);
-                    let text = lines_text(&lines);
-                    let out: Value = c
-                        .query_one(
-                            "SELECT pylon_crdt_apply_patch('Page', 'p1', $1, $2)",
-                            &[&fields, &json!({ "body": text })],
-                        )
-                        .unwrap()
-                        .get(0);
-                    assert_eq!(
-                        out["body"].as_str(),
-                        Some(text.as_str()),
-                        "a patch sets the text"
-                    );
+                    let (text, out) = rewrite_own_line(&mut c, &fields, i, round);
+                    assert_eq!(out.as_str(), Some(text.as_str()), "a patch sets the text");
                 }
             })
         })
