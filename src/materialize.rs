@@ -110,7 +110,7 @@ impl EntityTable {
     /// The registered table of `entity`, if any.
     pub fn registered(entity: &str) -> Option<EntityTable> {
         cached(Lookup::Registered(entity.to_owned()), || {
-            Self::from_registry("entity = $1", entity.into()).map(|t| (entity.to_owned(), t))
+            Self::from_registry("entity = $1", entity.into())
         })
         .map(|(_, t)| t)
     }
@@ -118,36 +118,33 @@ impl EntityTable {
     /// The registration of a table, by relation (used by triggers): (entity, table).
     pub fn registered_relation(relid: pg_sys::Oid) -> Option<(String, EntityTable)> {
         cached(Lookup::Relation(relid), || {
-            let table = Self::from_registry("relation = $1", relid.into())?;
-            let entity = query_one::<String>(
-                &format!(
-                    "SELECT entity FROM {} WHERE relation = $1",
-                    store::extension_table("_pylon_crdt_registry")
-                ),
-                &[relid.into()],
-            )?;
-            Some((entity, table))
+            Self::from_registry("relation = $1", relid.into())
         })
     }
 
-    fn from_registry(filter: &str, key: pgrx::datum::DatumWithOid<'_>) -> Option<EntityTable> {
+    /// One registry row: (entity, table).
+    fn from_registry(
+        filter: &str,
+        key: pgrx::datum::DatumWithOid<'_>,
+    ) -> Option<(String, EntityTable)> {
         let query = format!(
-            "SELECT jsonb_build_array(relation::oid::int8, relation::text, id_column::text, fields)
+            "SELECT jsonb_build_array(entity, relation::oid::int8, relation::text, id_column::text, fields)
                FROM {} WHERE {filter}",
             store::extension_table("_pylon_crdt_registry")
         );
         let row = query_one::<JsonB>(&query, &[key])?;
-        let [relid, name, id_column, fields] =
-            <[Value; 4]>::try_from(row.0.as_array()?.clone()).ok()?;
+        let [entity, relid, name, id_column, fields] =
+            <[Value; 5]>::try_from(row.0.as_array()?.clone()).ok()?;
         let relid = pg_sys::Oid::from(relid.as_u64()? as u32);
-        Some(EntityTable {
+        let table = EntityTable {
             relid,
             name: name.as_str()?.to_owned(),
             id_column: id_column.as_str()?.to_owned(),
             fields: Some(fields),
             columns: columns_of(relid),
             rowtype: rowtype_of(relid),
-        })
+        };
+        Some((entity.as_str()?.to_owned(), table))
     }
 
     /// The registered table, else a table named exactly `entity` with an `id` column.

@@ -264,6 +264,11 @@ pub fn write(row: RowRef<'_>, entity: &Entity, change: Change<'_>) -> Value {
 /// may read the row.
 pub fn read<R>(row: RowRef<'_>, table: Option<&EntityTable>, f: impl FnOnce(&LoroDoc) -> R) -> R {
     check_read(row, table);
+    read_checked(row, f)
+}
+
+/// `read` for a caller that has already checked access.
+fn read_checked<R>(row: RowRef<'_>, f: impl FnOnce(&LoroDoc) -> R) -> R {
     let Loaded {
         doc, stamp, exists, ..
     } = load(row);
@@ -288,7 +293,7 @@ pub fn snapshot(row: RowRef<'_>, table: Option<&EntityTable>) -> Vec<u8> {
     let stored = store::fetch(row, None);
     match stored.snapshot {
         Some(bytes) if stored.stamp.log_len == 0 => bytes,
-        _ => read(row, table, doc::snapshot),
+        _ => read_checked(row, doc::snapshot),
     }
 }
 
