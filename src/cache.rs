@@ -19,6 +19,12 @@
 //! rolled-back write whose ops may have been exported) gets a fresh random peer. A row this
 //! backend has not written gets a fresh one too, so docs that share history (a copy made from
 //! another row's snapshot) never share a peer.
+//!
+//! A peer is also retired after `WRITES_PER_PEER` writes. Loro keeps each peer's consecutive
+//! changes in one block of up to 4 KB and re-encodes (and re-parses) that whole block on every
+//! snapshot export, so under one long-lived peer a write's cost grows with the writes before
+//! it (measured on a small row: export 150 µs after 300 writes under one peer, 67 µs when the
+//! peer changes every 16 writes, for a snapshot 22% larger).
 
 use std::cell::{Cell, RefCell};
 use std::num::NonZeroUsize;
@@ -48,11 +54,16 @@ pub struct Stats {
 
 type Key = (String, String);
 
-/// The peer a row's doc last edited under here, and that peer's counter after the edit.
+/// Writes a row makes under one peer id before it takes a fresh one (see the module comment).
+const WRITES_PER_PEER: u32 = 16;
+
+/// The peer a row's doc last edited under here, that peer's counter after the edit, and how
+/// many writes it has made.
 #[derive(Clone, Copy)]
 struct PeerUse {
     peer: u64,
     next_counter: i32,
+    writes: u32,
 }
 
 thread_local! {
@@ -108,7 +119,12 @@ pub fn put(entity: &str, row_id: &str, doc: LoroDoc, stamp: Stamp) {
 pub fn choose_peer(entity: &str, row_id: &str, doc: &LoroDoc) {
     let used = PEERS.with(|p| p.borrow_mut().get(&key(entity, row_id)).copied());
     let peer = match used {
-        Some(u) if doc.oplog_vv().get(&u.peer).copied().unwrap_or(0) == u.next_counter => u.peer,
+        Some(u)
+            if u.writes < WRITES_PER_PEER
+                && doc.oplog_vv().get(&u.peer).copied().unwrap_or(0) == u.next_counter =>
+        {
+            u.peer
+        }
         _ => doc::random_peer(),
     };
     doc::set_peer(doc, peer);
@@ -121,7 +137,21 @@ pub fn remember_peer(entity: &str, row_id: &str, doc: &LoroDoc) {
     let next_counter = doc.oplog_vv().get(&peer).copied().unwrap_or(0);
     let key = key(entity, row_id);
     TOUCHED.with(|t| t.borrow_mut().push(key.clone()));
-    PEERS.with(|p| p.borrow_mut().put(key, PeerUse { peer, next_counter }));
+    PEERS.with(|p| {
+        let mut peers = p.borrow_mut();
+        let writes = match peers.get(&key) {
+            Some(u) if u.peer == peer => u.writes + 1,
+            _ => 1,
+        };
+        peers.put(
+            key,
+            PeerUse {
+                peer,
+                next_counter,
+                writes,
+            },
+        );
+    });
 }
 
 /// Forgets one row (its doc was deleted).

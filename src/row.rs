@@ -76,16 +76,21 @@ fn load(row: RowRef<'_>) -> Loaded {
     doc::begin_call();
     let cached = cache::take(row.entity, row.row_id);
     let stored = store::fetch(row, cached.as_ref().map(|c| &c.stamp));
-    let exists = stored.stamp.snapshot.is_some() || stored.stamp.log_len > 0;
+    let exists = stored.exists();
     let corrupt = |e: DocError| DocError::Bytes(format!("stored doc does not decode: {e}"));
     let reusable = cached.filter(|c| {
         c.stamp.snapshot.is_some()
             && c.stamp.snapshot == stored.stamp.snapshot
             && c.stamp.log_seq <= stored.stamp.log_seq
     });
+    // The log only grows while the sidecar tuple stays (folding it rewrites the tuple), so a
+    // reusable doc's log counts carry over and only newer entries are read.
+    let mut stamp = stored.stamp;
     let (doc, log_after) = match reusable {
         Some(cached) => {
             cache::count(|s| s.hits += 1);
+            stamp.log_len = cached.stamp.log_len;
+            stamp.log_bytes = cached.stamp.log_bytes;
             (doc::OwnedDoc::new(cached.doc), cached.stamp.log_seq)
         }
         None => {
@@ -100,16 +105,18 @@ fn load(row: RowRef<'_>) -> Loaded {
             (doc, None)
         }
     };
-    if stored.stamp.log_len > 0 && log_after != stored.stamp.log_seq {
+    if stamp.log_seq.is_some() && log_after != stamp.log_seq {
         for update in store::log_since(row, log_after) {
             doc::guarded(|| doc::import(&doc, &update))
                 .map_err(corrupt)
                 .or_raise(row);
+            stamp.log_len += 1;
+            stamp.log_bytes += update.len() as i64;
         }
     }
     Loaded {
         doc,
-        stamp: stored.stamp,
+        stamp,
         storage: stored.storage,
         exists,
     }
@@ -210,7 +217,7 @@ fn persist(
         cache::count(|s| s.compactions += 1);
     }
     let snapshot = doc::guarded(|| Ok(doc::snapshot(doc))).or_raise(row);
-    store::save_snapshot(row, &snapshot, stamp.log_len > 0)
+    store::save_snapshot(row, &snapshot, stamp.snapshot.is_some(), stamp.log_len > 0)
 }
 
 /// What a function call does to a doc.
@@ -292,7 +299,7 @@ pub fn snapshot(row: RowRef<'_>, table: Option<&EntityTable>) -> Vec<u8> {
     check_read(row, table);
     let stored = store::fetch(row, None);
     match stored.snapshot {
-        Some(bytes) if stored.stamp.log_len == 0 => bytes,
+        Some(bytes) if stored.stamp.log_seq.is_none() => bytes,
         _ => read_checked(row, doc::snapshot),
     }
 }
@@ -334,7 +341,7 @@ pub fn compact(row: RowRef<'_>, table: &Option<EntityTable>, trim_history: bool)
     if stamp.log_len > 0 {
         cache::count(|s| s.compactions += 1);
     }
-    let stamp = store::save_snapshot(row, &bytes, stamp.log_len > 0);
+    let stamp = store::save_snapshot(row, &bytes, stamp.snapshot.is_some(), stamp.log_len > 0);
     cache::put(row.entity, row.row_id, doc.into_inner(), stamp);
     bytes.len()
 }

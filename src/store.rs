@@ -208,8 +208,9 @@ pub enum Storage {
 pub struct Stamp {
     pub snapshot: Option<String>,
     pub log_seq: Option<i64>,
+    /// Log entries and their bytes, for deciding when to fold the log (not part of the
+    /// identity). `fetch` leaves them 0; `row::load` counts what it reads.
     pub log_len: i64,
-    /// Sizes, for deciding when to fold the log (not part of the identity).
     pub log_bytes: i64,
     pub snapshot_bytes: i64,
 }
@@ -222,41 +223,63 @@ pub struct Stored {
     pub storage: Storage,
 }
 
-/// One statement for the row's current stamp, its snapshot unless `known` already matches,
-/// and the entity's storage mode.
+impl Stored {
+    /// Whether the row has a stored doc at all.
+    pub fn exists(&self) -> bool {
+        self.stamp.snapshot.is_some() || self.stamp.log_seq.is_some()
+    }
+}
+
+/// One statement, on every write's path: the row's stamp, its snapshot unless `known` already
+/// matches, the last log entry, and the entity's storage mode. Typed columns and index
+/// lookups only: the log's entries themselves are read by `log_since` when there are new ones.
 pub fn fetch(row: RowRef<'_>, known: Option<&Stamp>) -> Stored {
     let s = sidecar();
     let query = format!(
-        "SELECT jsonb_build_array(sn.stamp, l.n, l.last, st.mode, l.bytes, sn.size), CASE WHEN sn.stamp = $3 THEN NULL ELSE sn.snapshot END
+        "SELECT sn.stamp, CASE WHEN sn.stamp = $3 THEN NULL ELSE sn.snapshot END, octet_length(sn.snapshot),
+                (SELECT max(seq) FROM {log} WHERE entity = $1 AND row_id = $2),
+                (SELECT mode FROM {storage} WHERE entity = $1)
            FROM (SELECT 1) AS one
-           LEFT JOIN LATERAL (SELECT xmin::text || ':' || ctid::text AS stamp, snapshot, octet_length(snapshot) AS size FROM {sidecar}
-                               WHERE entity = $1 AND row_id = $2) AS sn ON true
-           LEFT JOIN LATERAL (SELECT count(*) AS n, max(seq) AS last, sum(octet_length(update)) AS bytes FROM {log}
-                               WHERE entity = $1 AND row_id = $2) AS l ON true
-           LEFT JOIN {storage} AS st ON st.entity = $1",
+           LEFT JOIN (SELECT xmin::text || ':' || ctid::text AS stamp, snapshot FROM {sidecar}
+                       WHERE entity = $1 AND row_id = $2) AS sn ON true",
         sidecar = s.table,
         log = s.log,
         storage = extension_table("_pylon_crdt_storage"),
     );
     let known_snapshot = known.and_then(|k| k.snapshot.clone());
-    let (meta, snapshot) = as_owner(|| {
+    type Row = (
+        Option<String>,
+        Option<Vec<u8>>,
+        Option<i32>,
+        Option<i64>,
+        Option<String>,
+    );
+    let (stamp, snapshot, size, log_seq, mode): Row = as_owner(|| {
         with_statement(
             &query,
             &[row.entity.into(), row.row_id.into(), known_snapshot.into()],
-            |rows| rows.first().get_two::<pgrx::JsonB, Vec<u8>>(),
+            |rows| {
+                let first = rows.first();
+                Ok((
+                    first.get(1)?,
+                    first.get(2)?,
+                    first.get(3)?,
+                    first.get(4)?,
+                    first.get(5)?,
+                ))
+            },
         )
     });
-    let meta = meta.map(|m| m.0).unwrap_or_default();
     Stored {
         stamp: Stamp {
-            snapshot: meta[0].as_str().map(str::to_owned),
-            log_len: meta[1].as_i64().unwrap_or(0),
-            log_seq: meta[2].as_i64(),
-            log_bytes: meta[4].as_i64().unwrap_or(0),
-            snapshot_bytes: meta[5].as_i64().unwrap_or(0),
+            snapshot: stamp,
+            log_seq,
+            log_len: 0,
+            log_bytes: 0,
+            snapshot_bytes: size.map_or(0, i64::from),
         },
         snapshot,
-        storage: match meta[3].as_str() {
+        storage: match mode.as_deref() {
             Some("log") => Storage::Log,
             _ => Storage::Snapshot,
         },
@@ -282,7 +305,8 @@ pub fn log_since(row: RowRef<'_>, after: Option<i64>) -> Vec<Vec<u8>> {
 }
 
 /// Writes the full snapshot and drops the row's log (now folded in); returns the new stamp.
-pub fn save_snapshot(row: RowRef<'_>, snapshot: &[u8], had_log: bool) -> Stamp {
+/// `exists`: the row had a stored snapshot when it was loaded.
+pub fn save_snapshot(row: RowRef<'_>, snapshot: &[u8], exists: bool, had_log: bool) -> Stamp {
     let s = sidecar();
     let upsert = format!(
         "INSERT INTO {} AS s (entity, row_id, snapshot, updated_at) VALUES ($1, $2, $3, now())
@@ -290,6 +314,13 @@ pub fn save_snapshot(row: RowRef<'_>, snapshot: &[u8], had_log: bool) -> Stamp {
          RETURNING xmin::text || ':' || ctid::text",
         s.table
     );
+    // A plain UPDATE for a row known to exist: cheaper than the upsert's speculative insert.
+    let update = format!(
+        "UPDATE {} SET snapshot = $3, updated_at = now() WHERE entity = $1 AND row_id = $2
+         RETURNING xmin::text || ':' || ctid::text",
+        s.table
+    );
+    let args = || [row.entity.into(), row.row_id.into(), snapshot.into()];
     let stamp = as_owner(|| {
         if had_log {
             run(
@@ -297,10 +328,12 @@ pub fn save_snapshot(row: RowRef<'_>, snapshot: &[u8], had_log: bool) -> Stamp {
                 &[row.entity.into(), row.row_id.into()],
             );
         }
-        query_one::<String>(
-            &upsert,
-            &[row.entity.into(), row.row_id.into(), snapshot.into()],
-        )
+        let updated = if exists {
+            query_one::<String>(&update, &args())
+        } else {
+            None
+        };
+        updated.or_else(|| query_one::<String>(&upsert, &args()))
     });
     Stamp {
         snapshot: stamp,

@@ -88,7 +88,7 @@ fn pylon_crdt_verify(
                 row_id: &id,
             };
             let stored = store::fetch(row, None);
-            if stored.stamp.snapshot.is_none() && stored.stamp.log_len == 0 {
+            if !stored.exists() {
                 problems.push((name.clone(), id.clone(), "row has no doc".into()));
                 continue;
             }

@@ -5,6 +5,7 @@
 //!   (c) a plain `UPDATE` of the same columns, no CRDT
 //!   (d) the same plain `UPDATE` on a table enabled with `pylon_crdt_enable` (when it exists)
 //!   (e) as (a), for an entity in update-log storage (when `pylon_crdt_set_storage` exists)
+//!   (f) the floor of (a): its two row writes (snapshot and columns) without any CRDT work
 //!
 //! Each at 1 client and at N clients (threads, one connection each) on distinct rows, and, for
 //! small rows, N clients on one row; for small rows (one prior write) and for rows with
@@ -406,7 +407,7 @@ impl Bench {
         let table = approach.table();
         let mut tx = self.admin.transaction()?;
         tx.batch_execute("SET LOCAL session_replication_role = replica")?;
-        if approach.shape().is_some() {
+        if approach.stores_snapshots() {
             tx.execute(
                 "DELETE FROM _pylon_crdt_updates WHERE entity = $1 AND row_id = ANY($2)",
                 &[&entity, &rows],
@@ -471,7 +472,7 @@ impl Bench {
                 let (config, entity, rows) = (self.config.clone(), entity.to_owned(), rows.clone());
                 let (next, ready, go) = (next.clone(), ready.clone(), go.clone());
                 thread::spawn(move || -> Result<(Vec<Duration>, Duration)> {
-                    let writer = Writer::connect(&config, approach, &entity).and_then(|mut w| {
+                    let writer = Writer::connect(&config, approach, &entity, &rows[0]).and_then(|mut w| {
                         w.write(&rows[0], next.fetch_add(1, Ordering::Relaxed))?;
                         Ok(w)
                     });
@@ -629,8 +630,10 @@ fn print_report(bench: &Bench, about: &Header, cells: &[Cell]) {
         println!("\n{} skipped: {why}", approach.label());
     }
 
-    println!("\n| row | clients | a/b writes/s | a/c p50 | d/c p50 | a/e WAL/write |");
-    println!("|---|---|--:|--:|--:|--:|");
+    println!(
+        "\n| row | clients | a/b writes/s | f/b writes/s | a/c p50 | f/c p50 | d/c p50 | a/e WAL/write |"
+    );
+    println!("|---|---|--:|--:|--:|--:|--:|--:|");
     let mut seen = Vec::new();
     for cell in cells {
         let key = (cell.size == Size::Large, cell.spread);
@@ -650,11 +653,13 @@ fn print_report(bench: &Bench, about: &Header, cells: &[Cell]) {
         };
         let p50 = |m: &Measured| m.p50.as_secs_f64();
         println!(
-            "| {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
             size_label(cell.size, s.edits),
             cell.spread.label(),
             ratio(Approach::Function, Approach::Runtime, |m| m.per_second),
+            ratio(Approach::Floor, Approach::Runtime, |m| m.per_second),
             ratio(Approach::Function, Approach::Plain, p50),
+            ratio(Approach::Floor, Approach::Plain, p50),
             ratio(Approach::Enabled, Approach::Plain, p50),
             ratio(Approach::Function, Approach::FunctionLog, |m| m
                 .wal_per_write),

@@ -25,15 +25,21 @@ pub enum Approach {
     /// (e) as (a), for an entity in update-log storage (`pylon_crdt_set_storage(.., 'log')`):
     /// a write appends its delta instead of rewriting the snapshot. Not runtime-compatible.
     FunctionLog,
+    /// (f) the storage floor of (a): the two row writes every runtime-compatible write makes
+    /// (the sidecar's snapshot, rewritten with a blob of the stored size, and the entity's
+    /// columns), in one statement and autocommit, with no CRDT work at all. No implementation
+    /// of the design can be faster than this.
+    Floor,
 }
 
 impl Approach {
-    pub const ALL: [Approach; 5] = [
+    pub const ALL: [Approach; 6] = [
         Approach::Function,
         Approach::Runtime,
         Approach::Plain,
         Approach::Enabled,
         Approach::FunctionLog,
+        Approach::Floor,
     ];
 
     pub fn label(self) -> &'static str {
@@ -43,6 +49,7 @@ impl Approach {
             Approach::Plain => "(c) plain UPDATE",
             Approach::Enabled => "(d) UPDATE, enabled table",
             Approach::FunctionLog => "(e) apply_patch, log storage",
+            Approach::Floor => "(f) floor: both row writes, no CRDT",
         }
     }
 
@@ -53,6 +60,7 @@ impl Approach {
             Approach::Plain => "bench_plain",
             Approach::Enabled => "bench_enabled",
             Approach::FunctionLog => "bench_log",
+            Approach::Floor => "bench_floor",
         }
     }
 
@@ -63,8 +71,13 @@ impl Approach {
                 Some(Shape::Extension)
             }
             Approach::Runtime => Some(Shape::Runtime),
-            Approach::Plain => None,
+            Approach::Plain | Approach::Floor => None,
         }
+    }
+
+    /// Whether the approach's rows have a stored snapshot in `_pylon_crdt_snapshots`.
+    pub fn stores_snapshots(self) -> bool {
+        self.shape().is_some() || self == Approach::Floor
     }
 }
 
@@ -85,10 +98,18 @@ pub struct Writer {
     entity: String,
     fields: Value,
     statements: Vec<Statement>,
+    /// (f): the blob written as the snapshot, the size of the one stored at connect.
+    floor_snapshot: Vec<u8>,
 }
 
 impl Writer {
-    pub fn connect(config: &postgres::Config, approach: Approach, entity: &str) -> Result<Self> {
+    /// `first_row`: a row of the cell, whose stored snapshot (f) writes back.
+    pub fn connect(
+        config: &postgres::Config,
+        approach: Approach,
+        entity: &str,
+        first_row: &str,
+    ) -> Result<Self> {
         let mut client = config.connect(NoTls)?;
         let sql = match approach {
             Approach::Function | Approach::FunctionLog => vec![
@@ -105,6 +126,21 @@ impl Writer {
                 update_columns(approach.table()),
             ],
             Approach::Plain | Approach::Enabled => vec![update_columns(approach.table())],
+            Approach::Floor => vec![format!(
+                r#"WITH doc AS (UPDATE _pylon_crdt_snapshots SET snapshot = $5, updated_at = now()
+                                WHERE entity = $6 AND row_id = $4)
+                   UPDATE "{}" SET title = $1, body = $2, votes = $3 WHERE id = $4"#,
+                approach.table()
+            )],
+        };
+        let floor_snapshot = match approach {
+            Approach::Floor => client
+                .query_one(
+                    "SELECT snapshot FROM _pylon_crdt_snapshots WHERE entity = $1 AND row_id = $2",
+                    &[&entity, &first_row],
+                )?
+                .get(0),
+            _ => Vec::new(),
         };
         let statements = sql
             .iter()
@@ -116,6 +152,7 @@ impl Writer {
             entity: entity.to_owned(),
             fields: serde_json::from_str(workload::FIELDS)?,
             statements,
+            floor_snapshot,
         })
     }
 
@@ -154,6 +191,20 @@ impl Writer {
                 self.client.execute(
                     &s[0],
                     &[&workload::title(n), &workload::body(n), &votes, &row_id],
+                )?;
+            }
+            Approach::Floor => {
+                let votes = n as i32;
+                self.client.execute(
+                    &s[0],
+                    &[
+                        &workload::title(n),
+                        &workload::body(n),
+                        &votes,
+                        &row_id,
+                        &self.floor_snapshot,
+                        &self.entity,
+                    ],
                 )?;
             }
         }
