@@ -4,10 +4,17 @@
 //! the cluster, down. Requests of 1 GiB or more are therefore served by lazily committed
 //! anonymous mappings (`MAP_NORESERVE`): reserving costs address space, not memory, so such a
 //! blob fails to decode with an ERROR once its bytes run out. Memory that is really written
-//! is still real (and bounded by the input size in that case). Smaller requests go to the
-//! system allocator unchanged.
+//! is still real (and bounded by the input size in that case).
+//!
+//! Smaller requests go to mimalloc. Loro allocates and frees many small objects per write;
+//! glibc's malloc spent about a tenth of a busy backend's time on them (`_int_malloc`,
+//! `malloc_consolidate`), and with mimalloc 8 writers on 2 cores make 10–17% more writes per
+//! second. Only the extension's Rust heap changes: Postgres' own `malloc`/`palloc` are
+//! untouched. `local_dynamic_tls`, because Postgres loads the library with `dlopen`.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
+
+use mimalloc::MiMalloc;
 
 const HUGE: usize = 1 << 30;
 const PAGE: usize = 4096;
@@ -42,7 +49,7 @@ unsafe impl GlobalAlloc for ExtensionAllocator {
         if is_huge(layout) {
             unsafe { map(layout.size()) }
         } else {
-            unsafe { System.alloc(layout) }
+            unsafe { MiMalloc.alloc(layout) }
         }
     }
 
@@ -50,7 +57,7 @@ unsafe impl GlobalAlloc for ExtensionAllocator {
         if is_huge(layout) {
             unsafe { map(layout.size()) } // anonymous mappings are zero-filled
         } else {
-            unsafe { System.alloc_zeroed(layout) }
+            unsafe { MiMalloc.alloc_zeroed(layout) }
         }
     }
 
@@ -58,14 +65,14 @@ unsafe impl GlobalAlloc for ExtensionAllocator {
         if is_huge(layout) {
             unsafe { libc::munmap(ptr.cast(), layout.size()) };
         } else {
-            unsafe { System.dealloc(ptr, layout) }
+            unsafe { MiMalloc.dealloc(ptr, layout) }
         }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
         if !is_huge(layout) && !is_huge(new_layout) {
-            return unsafe { System.realloc(ptr, layout, new_size) };
+            return unsafe { MiMalloc.realloc(ptr, layout, new_size) };
         }
         let new = unsafe { self.alloc(new_layout) };
         if !new.is_null() {

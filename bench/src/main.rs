@@ -666,6 +666,30 @@ fn print_report(bench: &Bench, about: &Header, cells: &[Cell]) {
         );
     }
 
+    println!(
+        "\nThe CRDT work in one extension write, timed in the benchmark process without a \
+         database (a warm loop of 200 writes from the stored doc; inside a backend, between \
+         network waits, the same work runs slower):\n"
+    );
+    println!("| row | apply the patch | export the snapshot (a), (d) | export the delta (e) |");
+    println!("|---|--:|--:|--:|");
+    for (size, template) in [
+        (Size::Small, &bench.templates.extension[0]),
+        (Size::Large, &bench.templates.extension[1]),
+    ] {
+        let us = |d: Duration| format!("{:.0} µs", d.as_secs_f64() * 1e6);
+        match workload::loro_costs(&template.snapshot, 200) {
+            Ok(c) => println!(
+                "| {} | {} | {} | {} |",
+                size_label(size, s.edits),
+                us(c.apply),
+                us(c.snapshot),
+                us(c.delta)
+            ),
+            Err(e) => println!("| {} | failed: {e} | | |", size_label(size, s.edits)),
+        }
+    }
+
     let t = &bench.templates;
     println!("\n| stored doc at the start of a cell | extension: (a), (d), (e) | runtime: (b) |");
     println!("|---|--:|--:|");

@@ -123,6 +123,49 @@ pub fn history(shape: Shape, edits: u64) -> Result<(Vec<u8>, Row)> {
     Ok((doc.export(ExportMode::Snapshot)?, project(&doc)))
 }
 
+/// Mean in-process cost of the CRDT work in one extension write, without any database: apply
+/// the write, export the full snapshot (snapshot storage) or only the delta (log storage).
+pub struct LoroCosts {
+    pub apply: std::time::Duration,
+    pub snapshot: std::time::Duration,
+    pub delta: std::time::Duration,
+}
+
+/// Times `writes` consecutive writes on the doc stored as `snapshot`, under a peer that
+/// changes every 16 writes as the extension's does. A warm loop: a lower bound for the same
+/// work inside a backend between network waits.
+pub fn loro_costs(snapshot: &[u8], writes: u64) -> Result<LoroCosts> {
+    use std::time::{Duration, Instant};
+    let doc = LoroDoc::new();
+    doc.import(snapshot)?;
+    let (mut apply, mut full, mut delta) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    for n in 0..writes {
+        let before = doc.oplog_vv();
+        let t = Instant::now();
+        if n % 16 == 0 {
+            fresh_peer(&doc)?;
+        }
+        let row = root(&doc);
+        row.insert("title", title(n))?;
+        child(&row, "body", LoroText::new())?.update(&body(n), Default::default())?;
+        child(&row, "votes", LoroCounter::new())?.increment(1.0)?;
+        doc.commit();
+        let applied = Instant::now();
+        doc.export(ExportMode::Snapshot)?;
+        let exported = Instant::now();
+        doc.export(ExportMode::updates(&before))?;
+        apply += applied - t;
+        full += exported - applied;
+        delta += exported.elapsed();
+    }
+    let per = |d: Duration| d / writes.max(1) as u32;
+    Ok(LoroCosts {
+        apply: per(apply),
+        snapshot: per(full),
+        delta: per(delta),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
