@@ -92,8 +92,11 @@ pub fn random_peer() -> u64 {
 }
 
 pub fn set_peer(doc: &LoroDoc, peer: u64) {
-    doc.set_peer_id(peer)
-        .expect("a peer id below u64::MAX is valid");
+    // Setting a peer commits and renews Loro's pending transaction: skip it when unchanged.
+    if doc.peer_id() != peer {
+        doc.set_peer_id(peer)
+            .expect("a peer id below u64::MAX is valid");
+    }
 }
 
 /// Decodes a stored snapshot (full or shallow) into a doc ready for local edits.

@@ -134,6 +134,38 @@ fn text_merges_concurrent_edits_to_different_parts() {
 }
 
 #[test]
+fn one_text_patch_changing_two_places_keeps_a_concurrent_delete_between_them() {
+    // Only the changed characters are replaced: the unchanged middle is not deleted and
+    // re-inserted, so a peer's concurrent delete inside it still applies.
+    let doc = load(None).unwrap();
+    patched(&doc, json!({"body": "aaaa middle bbbb"}));
+    let peer = fork(&doc);
+    patched(&doc, json!({"body": "Xaaa middle bbbY"}));
+    apply_patch(&peer, &fields(), &json!({"body": "aaaa mile bbbb"})).unwrap();
+    exchange(&doc, &peer);
+    assert_eq!(
+        project(&doc, &fields()).unwrap()["body"],
+        json!("Xaaa mile bbbY")
+    );
+}
+
+#[test]
+fn text_patches_count_positions_in_characters() {
+    let doc = load(None).unwrap();
+    for body in [
+        "héllo wörld",
+        "héllo 😀 wörld",
+        "he\u{301}llo 😀😀 wörld",
+        "😀",
+        "",
+        "日本語のテキスト",
+        "日本語 テキスト 😀",
+    ] {
+        assert_eq!(patched(&doc, json!({ "body": body }))["body"], json!(body));
+    }
+}
+
+#[test]
 fn list_arrays_diff_and_ops_apply() {
     let doc = load(None).unwrap();
     assert_eq!(
@@ -378,6 +410,28 @@ proptest! {
         let want = start + a.iter().sum::<i64>() + b.iter().sum::<i64>();
         prop_assert_eq!(&project(&pa, &fields()).unwrap()["votes"], &json!(want));
         prop_assert_eq!(&project(&pb, &fields()).unwrap()["votes"], &json!(want));
+    }
+
+    #[test]
+    fn a_text_patch_reaches_any_target(
+        before in text_strategy("ab é😀\u{301}日"),
+        after in text_strategy("ab é😀\u{301}日"),
+    ) {
+        let doc = load(None).unwrap();
+        patched(&doc, json!({"body": before}));
+        prop_assert_eq!(&patched(&doc, json!({"body": after.clone()}))["body"], &json!(after));
+    }
+
+    #[test]
+    fn a_list_patch_reaches_any_target(
+        before in proptest::collection::vec(scalar(), 0..12),
+        after in proptest::collection::vec(scalar(), 0..12),
+    ) {
+        let doc = load(None).unwrap();
+        patched(&doc, json!({"tags": before, "order": before}));
+        let got = patched(&doc, json!({"tags": after.clone(), "order": after.clone()}));
+        prop_assert_eq!(&got["tags"], &json!(after));
+        prop_assert_eq!(&got["order"], &json!(after));
     }
 
     #[test]
