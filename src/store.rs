@@ -237,11 +237,13 @@ pub fn fetch(row: RowRef<'_>, known: Option<&Stamp>) -> Stored {
     let s = sidecar();
     let query = format!(
         "SELECT sn.stamp, CASE WHEN sn.stamp = $3 THEN NULL ELSE sn.snapshot END, octet_length(sn.snapshot),
-                (SELECT max(seq) FROM {log} WHERE entity = $1 AND row_id = $2),
-                (SELECT mode FROM {storage} WHERE entity = $1)
+                l.seq, st.mode
            FROM (SELECT 1) AS one
            LEFT JOIN (SELECT xmin::text || ':' || ctid::text AS stamp, snapshot FROM {sidecar}
-                       WHERE entity = $1 AND row_id = $2) AS sn ON true",
+                       WHERE entity = $1 AND row_id = $2) AS sn ON true
+           LEFT JOIN LATERAL (SELECT seq FROM {log} WHERE entity = $1 AND row_id = $2
+                               ORDER BY seq DESC LIMIT 1) AS l ON true
+           LEFT JOIN {storage} AS st ON st.entity = $1",
         sidecar = s.table,
         log = s.log,
         storage = extension_table("_pylon_crdt_storage"),
