@@ -472,10 +472,11 @@ impl Bench {
                 let (config, entity, rows) = (self.config.clone(), entity.to_owned(), rows.clone());
                 let (next, ready, go) = (next.clone(), ready.clone(), go.clone());
                 thread::spawn(move || -> Result<(Vec<Duration>, Duration)> {
-                    let writer = Writer::connect(&config, approach, &entity, &rows[0]).and_then(|mut w| {
-                        w.write(&rows[0], next.fetch_add(1, Ordering::Relaxed))?;
-                        Ok(w)
-                    });
+                    let writer =
+                        Writer::connect(&config, approach, &entity, &rows[0]).and_then(|mut w| {
+                            w.write(&rows[0], next.fetch_add(1, Ordering::Relaxed))?;
+                            Ok(w)
+                        });
                     // Always meet the barriers, so one failed client cannot hang the others.
                     ready.wait();
                     go.wait();
