@@ -10,6 +10,7 @@ mod alloc;
 mod api;
 mod cache;
 mod error;
+mod lookup;
 mod materialize;
 mod row;
 mod store;
@@ -71,6 +72,7 @@ pub extern "C-unwind" fn _PG_init() {
     );
     cache::init();
     materialize::init();
+    store::init();
 }
 
 #[cfg(any(test, feature = "pg_test"))]

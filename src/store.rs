@@ -12,6 +12,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::mem::ManuallyDrop;
 use std::num::NonZeroUsize;
+use std::rc::Rc;
 
 use lru::LruCache;
 use pgrx::datum::DatumWithOid;
@@ -20,6 +21,7 @@ use pgrx::spi::{quote_identifier, OwnedPreparedStatement, SpiTupleTable};
 use pgrx::PgOid;
 
 use crate::error::RowRef;
+use crate::lookup::{self, CallSnapshot, Probe};
 
 /// The runtime's `pg_advisory_key`: low 32 bits of std's `DefaultHasher` over the `&str`,
 /// reinterpreted as i32. Must not change, or the extension and runtime stop serializing.
@@ -230,57 +232,117 @@ impl Stored {
     }
 }
 
-/// One statement, on every write's path: the row's stamp, its snapshot unless `known` already
-/// matches, the last log entry, and the entity's storage mode. Typed columns and index
-/// lookups only: the log's entries themselves are read by `log_since` when there are new ones.
-pub fn fetch(row: RowRef<'_>, known: Option<&Stamp>) -> Stored {
+/// How `fetch` reads the sidecar, the log and the storage modes: primary-key probes, found
+/// once per backend by table name and forgotten on any relcache invalidation (which DDL on
+/// these tables, REINDEX and DROP EXTENSION all send).
+struct Probes {
+    sidecar: Probe,
+    snapshot_column: i16,
+    log: Probe,
+    seq_column: i16,
+    storage: Probe,
+    mode_column: i16,
+}
+
+thread_local! {
+    static PROBES: RefCell<Option<Rc<Probes>>> = const { RefCell::new(None) };
+}
+
+fn probes() -> Rc<Probes> {
+    if let Some(probes) = PROBES.with(|p| p.borrow().clone()) {
+        return probes;
+    }
     let s = sidecar();
-    let query = format!(
-        "SELECT sn.stamp, CASE WHEN sn.stamp = $3 THEN NULL ELSE sn.snapshot END, octet_length(sn.snapshot),
-                l.seq, st.mode
-           FROM (SELECT 1) AS one
-           LEFT JOIN (SELECT xmin::text || ':' || ctid::text AS stamp, snapshot FROM {sidecar}
-                       WHERE entity = $1 AND row_id = $2) AS sn ON true
-           LEFT JOIN LATERAL (SELECT seq FROM {log} WHERE entity = $1 AND row_id = $2
-                               ORDER BY seq DESC LIMIT 1) AS l ON true
-           LEFT JOIN {storage} AS st ON st.entity = $1",
-        sidecar = s.table,
-        log = s.log,
-        storage = extension_table("_pylon_crdt_storage"),
-    );
-    let known_snapshot = known.and_then(|k| k.snapshot.clone());
-    type Row = (
-        Option<String>,
-        Option<Vec<u8>>,
-        Option<i32>,
-        Option<i64>,
-        Option<String>,
-    );
-    let (stamp, snapshot, size, log_seq, mode): Row = as_owner(|| {
-        with_statement(
-            &query,
-            &[row.entity.into(), row.row_id.into(), known_snapshot.into()],
-            |rows| {
-                let first = rows.first();
-                Ok((
-                    first.get(1)?,
-                    first.get(2)?,
-                    first.get(3)?,
-                    first.get(4)?,
-                    first.get(5)?,
-                ))
-            },
+    let missing = |what: &str| -> ! {
+        crate::error::raise(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            format!("pylon_crdt: {what} not found (is the extension installed completely?)"),
         )
+    };
+    let table = |name: &str| {
+        Spi::get_one_with_args::<pg_sys::Oid>(
+            "SELECT pg_catalog.to_regclass($1)::oid",
+            &[name.into()],
+        )
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| missing(name))
+    };
+    let (sidecar_table, log_table) = (table(&s.table), table(&s.log));
+    let storage_table = table(&extension_table("_pylon_crdt_storage"));
+    let column = |table, name: &str| {
+        lookup::attnum(table, name).unwrap_or_else(|| missing(&format!("column {name}")))
+    };
+    let probes = Rc::new(Probes {
+        sidecar: lookup::probe(sidecar_table, &["entity", "row_id"])
+            .unwrap_or_else(|| missing("a unique index on _pylon_crdt_snapshots (entity, row_id)")),
+        snapshot_column: column(sidecar_table, "snapshot"),
+        log: lookup::probe(log_table, &["entity", "row_id", "seq"])
+            .unwrap_or_else(|| missing("the primary key of _pylon_crdt_updates")),
+        seq_column: column(log_table, "seq"),
+        storage: lookup::probe(storage_table, &["entity"])
+            .unwrap_or_else(|| missing("the primary key of _pylon_crdt_storage")),
+        mode_column: column(storage_table, "mode"),
     });
+    PROBES.with(|p| *p.borrow_mut() = Some(probes.clone()));
+    probes
+}
+
+#[pgrx::pg_guard]
+unsafe extern "C-unwind" fn forget_probes(_arg: pg_sys::Datum, _relid: pg_sys::Oid) {
+    PROBES.with(|p| {
+        if let Ok(mut probes) = p.try_borrow_mut() {
+            *probes = None;
+        }
+    });
+}
+
+pub fn init() {
+    unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(forget_probes), pg_sys::Datum::from(0)) };
+}
+
+/// On every write's path: the row's stamp, its snapshot unless `known` already matches, the
+/// last log entry, and the entity's storage mode. Three index probes, no SPI (see `lookup`).
+pub fn fetch(row: RowRef<'_>, known: Option<&Stamp>) -> Stored {
+    let probes = probes();
+    let snapshot = CallSnapshot::take();
+    let keys = [row.entity, row.row_id];
+    let found = lookup::first(&probes.sidecar, &keys, false, &snapshot, |tuple, desc| {
+        let stamp = lookup::tuple_stamp(tuple);
+        let size = lookup::column_size(tuple, desc, probes.snapshot_column);
+        let unchanged = known.and_then(|k| k.snapshot.as_deref()) == Some(stamp.as_str());
+        let bytes = if unchanged {
+            None
+        } else {
+            lookup::column::<Vec<u8>>(tuple, desc, probes.snapshot_column)
+        };
+        (stamp, size, bytes)
+    });
+    let log_seq = lookup::first(&probes.log, &keys, true, &snapshot, |tuple, desc| {
+        lookup::column::<i64>(tuple, desc, probes.seq_column)
+    })
+    .flatten();
+    let mode = lookup::first(
+        &probes.storage,
+        &[row.entity],
+        false,
+        &snapshot,
+        |tuple, desc| lookup::column::<String>(tuple, desc, probes.mode_column),
+    )
+    .flatten();
+    let (stamp, size, snapshot_bytes) = match found {
+        Some((stamp, size, bytes)) => (Some(stamp), size, bytes),
+        None => (None, None, None),
+    };
     Stored {
         stamp: Stamp {
             snapshot: stamp,
             log_seq,
             log_len: 0,
             log_bytes: 0,
-            snapshot_bytes: size.map_or(0, i64::from),
+            snapshot_bytes: size.unwrap_or(0),
         },
-        snapshot,
+        snapshot: snapshot_bytes,
         storage: match mode.as_deref() {
             Some("log") => Storage::Log,
             _ => Storage::Snapshot,
