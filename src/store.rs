@@ -1,11 +1,11 @@
-//! Storage via SPI: the sidecar table `_pylon_crdt_snapshots`, the update log
-//! `_pylon_crdt_updates`, the runtime-compatible advisory lock, and running sidecar I/O as
-//! the tables' owner.
+//! Storage: the sidecar table `_pylon_crdt_snapshots`, the update log `_pylon_crdt_updates`,
+//! the storage modes, and the runtime-compatible advisory lock.
 //!
-//! PUBLIC cannot touch the sidecar (DESIGN 8), so reads and writes of it run as its owner
-//! after `materialize::check_access` has checked the caller's rights on the entity itself.
-//! Every statement is prepared once per backend and kept (`SPI_keepplan`); Postgres'
-//! plan cache revalidates kept plans after DDL.
+//! PUBLIC cannot touch the sidecar (DESIGN 8); `materialize::check_access` checks the
+//! caller's rights on the entity itself first. The read every write starts with (`fetch`)
+//! is a set of primary-key probes (`lookup`), which need no privileges; writes run through
+//! SPI as the tables' owner, each statement prepared once per backend and kept
+//! (`SPI_keepplan`; Postgres' plan cache revalidates kept plans after DDL).
 
 use std::cell::{OnceCell, RefCell};
 use std::collections::hash_map::DefaultHasher;
