@@ -158,17 +158,24 @@ pub fn first<R>(
     }
 }
 
+/// Column `attnum` of `tuple` as stored (None when NULL): a pointer into the tuple.
+fn raw_column(
+    tuple: &mut pg_sys::HeapTupleData,
+    desc: pg_sys::TupleDesc,
+    attnum: i16,
+) -> Option<pg_sys::Datum> {
+    let mut isnull = false;
+    let datum = unsafe { pg_sys::heap_getattr(tuple, i32::from(attnum), desc, &mut isnull) };
+    (!isnull).then_some(datum)
+}
+
 /// Column `attnum` of `tuple` as `T` (None when NULL). Detoasts; the value is a copy.
 pub fn column<T: FromDatum>(
     tuple: &mut pg_sys::HeapTupleData,
     desc: pg_sys::TupleDesc,
     attnum: i16,
 ) -> Option<T> {
-    let mut isnull = false;
-    unsafe {
-        let datum = pg_sys::heap_getattr(tuple, i32::from(attnum), desc, &mut isnull);
-        T::from_datum(datum, isnull)
-    }
+    raw_column(tuple, desc, attnum).and_then(|datum| unsafe { T::from_datum(datum, false) })
 }
 
 /// Size in bytes of a varlena column's value, without detoasting it (`octet_length`).
@@ -177,11 +184,9 @@ pub fn column_size(
     desc: pg_sys::TupleDesc,
     attnum: i16,
 ) -> Option<i64> {
-    let mut isnull = false;
-    unsafe {
-        let datum = pg_sys::heap_getattr(tuple, i32::from(attnum), desc, &mut isnull);
-        (!isnull).then(|| pg_sys::toast_raw_datum_size(datum) as i64 - pg_sys::VARHDRSZ as i64)
-    }
+    raw_column(tuple, desc, attnum).map(|datum| unsafe {
+        pg_sys::toast_raw_datum_size(datum) as i64 - pg_sys::VARHDRSZ as i64
+    })
 }
 
 /// The heap attribute number of `table`'s column `name`.
