@@ -7,7 +7,7 @@
 //! SPI as the tables' owner, each statement prepared once per backend and kept
 //! (`SPI_keepplan`; Postgres' plan cache revalidates kept plans after DDL).
 
-use std::cell::{OnceCell, RefCell};
+use std::cell::{Cell, RefCell};
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::mem::ManuallyDrop;
@@ -59,49 +59,51 @@ pub struct Sidecar {
 type StatementKey = (String, Vec<pg_sys::Oid>);
 
 thread_local! {
-    // A backend is single-threaded; the extension's schema cannot change under a loaded
-    // library without DROP EXTENSION, which ends the functions' use in this backend too.
-    static SIDECAR: OnceCell<&'static Sidecar> = const { OnceCell::new() };
+    // Looked up once per backend and again after a relcache invalidation of the sidecar (DROP
+    // and CREATE EXTENSION in one session make a new table). The old entry is leaked: a
+    // caller may still hold it, and it is a few bytes per reinstall.
+    static SIDECAR: Cell<Option<&'static Sidecar>> = const { Cell::new(None) };
     static STATEMENTS: RefCell<LruCache<StatementKey, ManuallyDrop<OwnedPreparedStatement>>> =
         RefCell::new(LruCache::new(NonZeroUsize::new(256).unwrap()));
 }
 
 pub fn sidecar() -> &'static Sidecar {
-    SIDECAR.with(|cell| {
-        *cell.get_or_init(|| {
-            let found = Spi::connect(|client| {
-                let rows = client.select(
-                    "SELECT n.nspname::text, c.oid, c.relowner
-                       FROM pg_catalog.pg_extension e
-                       JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
-                       JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid
-                      WHERE e.extname = 'pylon_crdt' AND c.relname = '_pylon_crdt_snapshots'",
-                    Some(1),
-                    &[],
-                )?;
-                if rows.is_empty() {
-                    return Ok(None);
-                }
-                rows.first()
-                    .get_three::<String, pg_sys::Oid, pg_sys::Oid>()
-                    .map(Some)
-            })
-            .expect("looking up _pylon_crdt_snapshots");
-            let Some((Some(schema), Some(oid), Some(owner))) = found else {
-                crate::error::raise(
-                    PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
-                    "pylon_crdt: _pylon_crdt_snapshots not found in the extension's schema".into(),
-                )
-            };
-            let schema = quote_identifier(schema);
-            Box::leak(Box::new(Sidecar {
-                table: format!("{schema}._pylon_crdt_snapshots"),
-                log: format!("{schema}._pylon_crdt_updates"),
-                oid,
-                owner,
-            }))
-        })
+    if let Some(sidecar) = SIDECAR.with(Cell::get) {
+        return sidecar;
+    }
+    let found = Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT n.nspname::text, c.oid, c.relowner
+               FROM pg_catalog.pg_extension e
+               JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
+               JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid
+              WHERE e.extname = 'pylon_crdt' AND c.relname = '_pylon_crdt_snapshots'",
+            Some(1),
+            &[],
+        )?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        rows.first()
+            .get_three::<String, pg_sys::Oid, pg_sys::Oid>()
+            .map(Some)
     })
+    .expect("looking up _pylon_crdt_snapshots");
+    let Some((Some(schema), Some(oid), Some(owner))) = found else {
+        crate::error::raise(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+            "pylon_crdt: _pylon_crdt_snapshots not found in the extension's schema".into(),
+        )
+    };
+    let schema = quote_identifier(schema);
+    let sidecar: &'static Sidecar = Box::leak(Box::new(Sidecar {
+        table: format!("{schema}._pylon_crdt_snapshots"),
+        log: format!("{schema}._pylon_crdt_updates"),
+        oid,
+        owner,
+    }));
+    SIDECAR.with(|cell| cell.set(Some(sidecar)));
+    sidecar
 }
 
 /// Schema-qualified, quoted name of another extension table (the registry, the log).
@@ -233,8 +235,8 @@ impl Stored {
 }
 
 /// How `fetch` reads the sidecar, the log and the storage modes: primary-key probes, found
-/// once per backend by table name and forgotten on any relcache invalidation (which DDL on
-/// these tables, REINDEX and DROP EXTENSION all send).
+/// once per backend by table name and forgotten on a relcache invalidation of any of the
+/// three tables (which DDL on them and their indexes, REINDEX and DROP EXTENSION all send).
 struct Probes {
     sidecar: Probe,
     snapshot_column: i16,
@@ -289,16 +291,30 @@ fn probes() -> Rc<Probes> {
 }
 
 #[pgrx::pg_guard]
-unsafe extern "C-unwind" fn forget_probes(_arg: pg_sys::Datum, _relid: pg_sys::Oid) {
+unsafe extern "C-unwind" fn forget_tables(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    SIDECAR.with(|cell| {
+        if cell
+            .get()
+            .is_some_and(|s| relid == pg_sys::InvalidOid || relid == s.oid)
+        {
+            cell.set(None);
+        }
+    });
     PROBES.with(|p| {
         if let Ok(mut probes) = p.try_borrow_mut() {
-            *probes = None;
+            let ours = probes.as_ref().is_some_and(|p| {
+                relid == pg_sys::InvalidOid
+                    || [p.sidecar.table, p.log.table, p.storage.table].contains(&relid)
+            });
+            if ours {
+                *probes = None;
+            }
         }
     });
 }
 
 pub fn init() {
-    unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(forget_probes), pg_sys::Datum::from(0)) };
+    unsafe { pg_sys::CacheRegisterRelcacheCallback(Some(forget_tables), pg_sys::Datum::from(0)) };
 }
 
 /// On every write's path: the row's stamp, its snapshot unless `known` already matches, the
