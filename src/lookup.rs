@@ -64,9 +64,6 @@ pub fn probe(table: pg_sys::Oid, keys: &[&str]) -> Option<Probe> {
     })
 }
 
-/// Key values for a probe, in its `keys` order.
-pub type KeyValues<'a> = &'a [&'a str];
-
 /// A registered snapshot for the lookups of one call, released on drop (and by the resource
 /// owner if the call errors out).
 pub struct CallSnapshot(pg_sys::Snapshot);
@@ -94,16 +91,22 @@ pub fn tuple_stamp(tuple: &pg_sys::HeapTupleData) -> String {
     format!("{}:({},{})", u32::from(xmin), block, tid.ip_posid)
 }
 
-/// Runs `read` on the first tuple the probe finds for `values` (the last in index order when
+/// Runs `read` on the first tuple the probe finds for `values`, in index order (the last when
 /// `last` is set: the highest trailing column of a prefix match). `values` may be a prefix of
 /// the probe's keys.
 pub fn first<R>(
     probe: &Probe,
-    values: KeyValues<'_>,
+    values: &[&str],
     last: bool,
     snapshot: &CallSnapshot,
     read: impl FnOnce(&mut pg_sys::HeapTupleData, pg_sys::TupleDesc) -> R,
 ) -> Option<R> {
+    const LOCK: pg_sys::LOCKMODE = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
+    let direction = if last {
+        pg_sys::ScanDirection::BackwardScanDirection
+    } else {
+        pg_sys::ScanDirection::ForwardScanDirection
+    };
     unsafe {
         let mut keys: Vec<pg_sys::ScanKeyData> = Vec::with_capacity(values.len());
         for ((attnum, collation), value) in probe.keys.iter().zip(values) {
@@ -120,40 +123,20 @@ pub fn first<R>(
             );
             keys.push(key);
         }
-        let heap = pg_sys::table_open(probe.table, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
-        let result = if last {
-            let index =
-                pg_sys::index_open(probe.index, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
-            let scan = pg_sys::systable_beginscan_ordered(
-                heap,
-                index,
-                snapshot.0,
-                keys.len() as i32,
-                keys.as_mut_ptr(),
-            );
-            let tuple = pg_sys::systable_getnext_ordered(
-                scan,
-                pg_sys::ScanDirection::BackwardScanDirection,
-            );
-            let result = (!tuple.is_null()).then(|| read(&mut *tuple, (*heap).rd_att));
-            pg_sys::systable_endscan_ordered(scan);
-            pg_sys::index_close(index, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
-            result
-        } else {
-            let scan = pg_sys::systable_beginscan(
-                heap,
-                probe.index,
-                true,
-                snapshot.0,
-                keys.len() as i32,
-                keys.as_mut_ptr(),
-            );
-            let tuple = pg_sys::systable_getnext(scan);
-            let result = (!tuple.is_null()).then(|| read(&mut *tuple, (*heap).rd_att));
-            pg_sys::systable_endscan(scan);
-            result
-        };
-        pg_sys::table_close(heap, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        let heap = pg_sys::table_open(probe.table, LOCK);
+        let index = pg_sys::index_open(probe.index, LOCK);
+        let scan = pg_sys::systable_beginscan_ordered(
+            heap,
+            index,
+            snapshot.0,
+            keys.len() as i32,
+            keys.as_mut_ptr(),
+        );
+        let tuple = pg_sys::systable_getnext_ordered(scan, direction);
+        let result = (!tuple.is_null()).then(|| read(&mut *tuple, (*heap).rd_att));
+        pg_sys::systable_endscan_ordered(scan);
+        pg_sys::index_close(index, LOCK);
+        pg_sys::table_close(heap, LOCK);
         result
     }
 }

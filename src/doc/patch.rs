@@ -375,12 +375,14 @@ fn update_text(text: &LoroText, new: &str) -> Outcome {
     let mut at = 0;
     for op in capture_diff_slices_deadline(Algorithm::Myers, old_mid, new_mid, deadline) {
         let (_, old_range, new_range) = op.as_tag_tuple();
-        if !matches!(op, DiffOp::Equal { .. }) && !old_range.is_empty() {
-            text.delete(prefix + at, old_range.len()).map_err(err)?;
-        }
-        if !matches!(op, DiffOp::Equal { .. }) && !new_range.is_empty() {
-            let inserted: String = new_mid[new_range.clone()].iter().collect();
-            text.insert(prefix + at, &inserted).map_err(err)?;
+        if !matches!(op, DiffOp::Equal { .. }) {
+            if !old_range.is_empty() {
+                text.delete(prefix + at, old_range.len()).map_err(err)?;
+            }
+            if !new_range.is_empty() {
+                let inserted: String = new_mid[new_range.clone()].iter().collect();
+                text.insert(prefix + at, &inserted).map_err(err)?;
+            }
         }
         at += new_range.len();
     }
