@@ -1,36 +1,71 @@
+-- Every name below is schema-qualified (@extschema@ or pg_catalog): during CREATE EXTENSION
+-- the search_path holds the extension's schema, and a role that can create objects there
+-- must not be able to shadow a function or operator this script calls (README, Security).
+
 -- Storage shared with the pylon runtime (DESIGN 2). An existing table created earlier by the
--- runtime is adopted as it is; only its shape is checked.
+-- runtime is adopted as it is; its shape and its owner are checked.
 DO $$
 DECLARE
-    missing text;
-    blocking text;
+    existing  pg_catalog.oid;
+    missing   pg_catalog.text;
+    blocking  pg_catalog.text;
+    owner     pg_catalog.text;
+    triggerer pg_catalog.text;
 BEGIN
-    IF to_regclass('_pylon_crdt_snapshots') IS NULL THEN
-        CREATE TABLE _pylon_crdt_snapshots (
-            entity     text        NOT NULL,
-            row_id     text        NOT NULL,
-            snapshot   bytea       NOT NULL,
-            updated_at timestamptz NOT NULL DEFAULT now(),
+    SELECT c.oid INTO existing
+      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+     WHERE c.relname OPERATOR(pg_catalog.=) '_pylon_crdt_snapshots'
+       AND n.nspname OPERATOR(pg_catalog.=) pg_catalog.current_schema();
+    IF existing IS NULL THEN
+        CREATE TABLE @extschema@._pylon_crdt_snapshots (
+            entity     pg_catalog.text        NOT NULL,
+            row_id     pg_catalog.text        NOT NULL,
+            snapshot   pg_catalog.bytea       NOT NULL,
+            updated_at pg_catalog.timestamptz NOT NULL DEFAULT pg_catalog.now(),
             PRIMARY KEY (entity, row_id)
         );
         -- Docs are user data: pg_dump keeps them although the table belongs to the extension.
-        PERFORM pg_catalog.pg_extension_config_dump('_pylon_crdt_snapshots', '');
+        PERFORM pg_catalog.pg_extension_config_dump('@extschema@._pylon_crdt_snapshots', '');
     ELSE
-        SELECT string_agg(c, ', ') INTO missing
-        FROM unnest(ARRAY['entity', 'row_id', 'snapshot', 'updated_at']) AS c
-        WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a
-                          WHERE a.attrelid = '_pylon_crdt_snapshots'::regclass
-                            AND a.attname = c AND NOT a.attisdropped);
+        -- The extension's functions write this table as its owner, for every role. Adopting a
+        -- table a non-superuser owns would hand that role every doc (and its triggers would
+        -- run whenever anyone writes), so it is refused, never silently taken over.
+        SELECT r.rolname INTO owner
+          FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) c.relowner
+         WHERE c.oid OPERATOR(pg_catalog.=) existing AND NOT r.rolsuper;
+        IF owner IS NOT NULL THEN
+            RAISE EXCEPTION 'existing table %._pylon_crdt_snapshots is owned by role %, which is not a superuser',
+                    pg_catalog.quote_ident(pg_catalog.current_schema()), pg_catalog.quote_ident(owner)
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = 'The extension writes every role''s docs into it as its owner. Check its triggers, rules, policies and defaults, then run ALTER TABLE ... OWNER TO a superuser and GRANT the runtime''s role SELECT, INSERT, UPDATE, DELETE on it.';
+        END IF;
+        -- TRIGGER privilege lets a role attach a function that would run as the owner.
+        SELECT pg_catalog.string_agg(pg_catalog.quote_ident(r.rolname), ', ') INTO triggerer
+          FROM pg_catalog.pg_class c,
+               LATERAL pg_catalog.aclexplode(c.relacl) AS a
+               JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) a.grantee
+         WHERE c.oid OPERATOR(pg_catalog.=) existing
+           AND a.privilege_type OPERATOR(pg_catalog.=) 'TRIGGER' AND NOT r.rolsuper;
+        IF triggerer IS NOT NULL THEN
+            RAISE EXCEPTION 'existing table _pylon_crdt_snapshots grants TRIGGER to role(s) %, which are not superusers', triggerer
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = 'REVOKE TRIGGER ON _pylon_crdt_snapshots FROM those roles first.';
+        END IF;
+        SELECT pg_catalog.string_agg(c.name, ', ') INTO missing
+          FROM pg_catalog.unnest(ARRAY['entity', 'row_id', 'snapshot', 'updated_at']::pg_catalog.name[]) AS c(name)
+         WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a
+                            WHERE a.attrelid OPERATOR(pg_catalog.=) existing
+                              AND a.attname OPERATOR(pg_catalog.=) c.name AND NOT a.attisdropped);
         IF missing IS NOT NULL THEN
             RAISE EXCEPTION 'existing _pylon_crdt_snapshots lacks column(s) %', missing
                 USING ERRCODE = 'invalid_table_definition';
         END IF;
         -- The runtime inserts only the known columns, so extra ones need defaults.
-        SELECT string_agg(a.attname, ', ') INTO blocking
-        FROM pg_attribute a
-        WHERE a.attrelid = '_pylon_crdt_snapshots'::regclass AND a.attnum > 0
-          AND NOT a.attisdropped AND a.attnotnull AND NOT a.atthasdef
-          AND a.attname NOT IN ('entity', 'row_id', 'snapshot');
+        SELECT pg_catalog.string_agg(a.attname, ', ') INTO blocking
+          FROM pg_catalog.pg_attribute a
+         WHERE a.attrelid OPERATOR(pg_catalog.=) existing AND a.attnum OPERATOR(pg_catalog.>) 0
+           AND NOT a.attisdropped AND a.attnotnull AND NOT a.atthasdef
+           AND a.attname OPERATOR(pg_catalog.<>) ALL (ARRAY['entity', 'row_id', 'snapshot']::pg_catalog.name[]);
         IF blocking IS NOT NULL THEN
             RAISE EXCEPTION 'existing _pylon_crdt_snapshots has NOT NULL column(s) without default: %', blocking
                 USING ERRCODE = 'invalid_table_definition';
@@ -43,45 +78,45 @@ $$;
 -- without trying pglz on every write, which costs CPU and gains nothing.
 -- And keep snapshots of up to about 8 KB inline: a small doc's write then touches one heap
 -- page, not the TOAST table and its index as well.
-ALTER TABLE _pylon_crdt_snapshots ALTER COLUMN snapshot SET STORAGE EXTERNAL;
-ALTER TABLE _pylon_crdt_snapshots SET (toast_tuple_target = 8160);
+ALTER TABLE @extschema@._pylon_crdt_snapshots ALTER COLUMN snapshot SET STORAGE EXTERNAL;
+ALTER TABLE @extschema@._pylon_crdt_snapshots SET (toast_tuple_target = 8160);
 
 -- Tables whose rows are CRDT docs (DESIGN 4).
-CREATE TABLE _pylon_crdt_registry (
-    entity    text     PRIMARY KEY,
-    relation  regclass NOT NULL UNIQUE,
-    id_column name     NOT NULL DEFAULT 'id',
-    fields    jsonb    NOT NULL
+CREATE TABLE @extschema@._pylon_crdt_registry (
+    entity    pg_catalog.text     PRIMARY KEY,
+    relation  pg_catalog.regclass NOT NULL UNIQUE,
+    id_column pg_catalog.name     NOT NULL DEFAULT 'id',
+    fields    pg_catalog.jsonb    NOT NULL
 );
-SELECT pg_catalog.pg_extension_config_dump('_pylon_crdt_registry', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@._pylon_crdt_registry', '');
 
 -- Only the extension's functions (running as the table owner) write these; they check the
 -- caller's rights on the entity's own table first (DESIGN 8).
-REVOKE ALL ON _pylon_crdt_snapshots FROM PUBLIC;
-REVOKE ALL ON _pylon_crdt_registry FROM PUBLIC;
-GRANT SELECT ON _pylon_crdt_registry TO PUBLIC;
+REVOKE ALL ON @extschema@._pylon_crdt_snapshots FROM PUBLIC;
+REVOKE ALL ON @extschema@._pylon_crdt_registry FROM PUBLIC;
+GRANT SELECT ON @extschema@._pylon_crdt_registry TO PUBLIC;
 
 -- Update-log storage (see the README, "Storage modes"): a write appends its delta here; the
 -- snapshot is rewritten only past pylon_crdt.log_compact_threshold or on pylon_crdt_compact.
-CREATE SEQUENCE _pylon_crdt_updates_seq;
-CREATE TABLE _pylon_crdt_updates (
-    entity text   NOT NULL,
-    row_id text   NOT NULL,
-    seq    bigint NOT NULL DEFAULT nextval('_pylon_crdt_updates_seq'),
-    update bytea  NOT NULL,
+CREATE SEQUENCE @extschema@._pylon_crdt_updates_seq;
+CREATE TABLE @extschema@._pylon_crdt_updates (
+    entity pg_catalog.text   NOT NULL,
+    row_id pg_catalog.text   NOT NULL,
+    seq    pg_catalog.int8 NOT NULL DEFAULT pg_catalog.nextval('@extschema@._pylon_crdt_updates_seq'::pg_catalog.regclass),
+    update pg_catalog.bytea  NOT NULL,
     PRIMARY KEY (entity, row_id, seq)
 );
-ALTER SEQUENCE _pylon_crdt_updates_seq OWNED BY _pylon_crdt_updates.seq;
-ALTER TABLE _pylon_crdt_updates ALTER COLUMN update SET STORAGE EXTERNAL;
-SELECT pg_catalog.pg_extension_config_dump('_pylon_crdt_updates', '');
-SELECT pg_catalog.pg_extension_config_dump('_pylon_crdt_updates_seq', '');
+ALTER SEQUENCE @extschema@._pylon_crdt_updates_seq OWNED BY @extschema@._pylon_crdt_updates.seq;
+ALTER TABLE @extschema@._pylon_crdt_updates ALTER COLUMN update SET STORAGE EXTERNAL;
+SELECT pg_catalog.pg_extension_config_dump('@extschema@._pylon_crdt_updates', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@._pylon_crdt_updates_seq', '');
 
 -- Per-entity storage mode; entities not listed use 'snapshot', the runtime-compatible mode.
-CREATE TABLE _pylon_crdt_storage (
-    entity text PRIMARY KEY,
-    mode   text NOT NULL CHECK (mode IN ('snapshot', 'log'))
+CREATE TABLE @extschema@._pylon_crdt_storage (
+    entity pg_catalog.text PRIMARY KEY,
+    mode   pg_catalog.text NOT NULL CHECK (mode OPERATOR(pg_catalog.=) ANY (ARRAY['snapshot', 'log']::pg_catalog.text[]))
 );
-SELECT pg_catalog.pg_extension_config_dump('_pylon_crdt_storage', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@._pylon_crdt_storage', '');
 
-REVOKE ALL ON _pylon_crdt_updates, _pylon_crdt_updates_seq, _pylon_crdt_storage FROM PUBLIC;
-GRANT SELECT ON _pylon_crdt_storage TO PUBLIC;
+REVOKE ALL ON @extschema@._pylon_crdt_updates, @extschema@._pylon_crdt_updates_seq, @extschema@._pylon_crdt_storage FROM PUBLIC;
+GRANT SELECT ON @extschema@._pylon_crdt_storage TO PUBLIC;

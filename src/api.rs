@@ -7,6 +7,7 @@ use crate::doc;
 use crate::error::{raise, OrRaise, RowRef};
 use crate::materialize::EntityTable;
 use crate::row::{self, Change, Entity};
+use crate::search_path::pinned;
 
 /// Refuses (54000) an input over `pylon_crdt.max_input_bytes` before any work.
 fn check_size(row: RowRef<'_>, what: &str, bytes: usize) {
@@ -27,93 +28,111 @@ fn check_patch_size(row: RowRef<'_>, patch: &serde_json::Value) {
 /// Applies a JSON patch to the row's doc and returns the projection of every field.
 #[pg_extern(volatile, parallel_unsafe)]
 fn pylon_crdt_apply_patch(entity: &str, row_id: &str, fields: JsonB, patch: JsonB) -> JsonB {
-    let row = RowRef { entity, row_id };
-    check_patch_size(row, &patch.0);
-    let target = Entity::with_fields(row, &fields.0);
-    JsonB(row::write(row, &target, Change::Patch(&patch.0)))
+    pinned(|| {
+        let row = RowRef { entity, row_id };
+        check_patch_size(row, &patch.0);
+        let target = Entity::with_fields(row, &fields.0);
+        JsonB(row::write(row, &target, Change::Patch(&patch.0)))
+    })
 }
 
 /// `pylon_crdt_apply_patch` for an entity registered with `pylon_crdt_enable`.
 #[pg_extern(volatile, parallel_unsafe, name = "pylon_crdt_apply_patch")]
 fn pylon_crdt_apply_patch_registered(entity: &str, row_id: &str, patch: JsonB) -> JsonB {
-    let row = RowRef { entity, row_id };
-    check_patch_size(row, &patch.0);
-    let target = Entity::registered(row);
-    JsonB(row::write(row, &target, Change::Patch(&patch.0)))
+    pinned(|| {
+        let row = RowRef { entity, row_id };
+        check_patch_size(row, &patch.0);
+        let target = Entity::registered(row);
+        JsonB(row::write(row, &target, Change::Patch(&patch.0)))
+    })
 }
 
 /// Imports a Loro update or snapshot from a peer and returns the projection.
 #[pg_extern(volatile, parallel_unsafe)]
 fn pylon_crdt_apply_update(entity: &str, row_id: &str, fields: JsonB, update: &[u8]) -> JsonB {
-    let row = RowRef { entity, row_id };
-    check_size(row, "update", update.len());
-    let target = Entity::with_fields(row, &fields.0);
-    JsonB(row::write(row, &target, Change::Import(update)))
+    pinned(|| {
+        let row = RowRef { entity, row_id };
+        check_size(row, "update", update.len());
+        let target = Entity::with_fields(row, &fields.0);
+        JsonB(row::write(row, &target, Change::Import(update)))
+    })
 }
 
 #[pg_extern(volatile, parallel_unsafe, name = "pylon_crdt_apply_update")]
 fn pylon_crdt_apply_update_registered(entity: &str, row_id: &str, update: &[u8]) -> JsonB {
-    let row = RowRef { entity, row_id };
-    check_size(row, "update", update.len());
-    let target = Entity::registered(row);
-    JsonB(row::write(row, &target, Change::Import(update)))
+    pinned(|| {
+        let row = RowRef { entity, row_id };
+        check_size(row, "update", update.len());
+        let target = Entity::registered(row);
+        JsonB(row::write(row, &target, Change::Import(update)))
+    })
 }
 
 /// The row's full Loro snapshot; an encoded empty doc when it has none.
 #[pg_extern(stable, parallel_restricted)]
 fn pylon_crdt_snapshot(entity: &str, row_id: &str) -> Vec<u8> {
-    let row = RowRef { entity, row_id };
-    row::snapshot(row, EntityTable::resolve(entity).as_ref())
+    pinned(|| {
+        let row = RowRef { entity, row_id };
+        row::snapshot(row, EntityTable::resolve(entity).as_ref())
+    })
 }
 
 /// The row's encoded version vector, for `pylon_crdt_update_since`.
 #[pg_extern(stable, parallel_restricted)]
 fn pylon_crdt_version(entity: &str, row_id: &str) -> Vec<u8> {
-    let row = RowRef { entity, row_id };
-    row::read(row, EntityTable::resolve(entity).as_ref(), doc::version)
+    pinned(|| {
+        let row = RowRef { entity, row_id };
+        row::read(row, EntityTable::resolve(entity).as_ref(), doc::version)
+    })
 }
 
 /// The ops a peer at version `since` lacks, as a Loro update.
 #[pg_extern(stable, parallel_restricted)]
 fn pylon_crdt_update_since(entity: &str, row_id: &str, since: &[u8]) -> Vec<u8> {
-    let row = RowRef { entity, row_id };
-    check_size(row, "version vector", since.len());
-    let since = doc::decode_version(since).or_raise(row);
-    row::read(row, EntityTable::resolve(entity).as_ref(), |d| {
-        doc::updates_since(d, &since)
+    pinned(|| {
+        let row = RowRef { entity, row_id };
+        check_size(row, "version vector", since.len());
+        let since = doc::decode_version(since).or_raise(row);
+        row::read(row, EntityTable::resolve(entity).as_ref(), |d| {
+            doc::updates_since(d, &since)
+        })
+        .or_raise(row)
     })
-    .or_raise(row)
 }
 
 /// The projection of the given fields.
 #[pg_extern(stable, parallel_restricted)]
 fn pylon_crdt_project(entity: &str, row_id: &str, fields: JsonB) -> JsonB {
-    let row = RowRef { entity, row_id };
-    let target = Entity::with_fields(row, &fields.0);
-    JsonB(
-        row::read(row, target.table.as_ref(), |d| {
-            doc::project(d, &target.fields)
-        })
-        .or_raise(row),
-    )
+    pinned(|| {
+        let row = RowRef { entity, row_id };
+        let target = Entity::with_fields(row, &fields.0);
+        JsonB(
+            row::read(row, target.table.as_ref(), |d| {
+                doc::project(d, &target.fields)
+            })
+            .or_raise(row),
+        )
+    })
 }
 
 #[pg_extern(stable, parallel_safe, name = "pylon_crdt_project")]
 fn pylon_crdt_project_registered(entity: &str, row_id: &str) -> JsonB {
-    let row = RowRef { entity, row_id };
-    let target = Entity::registered(row);
-    JsonB(
-        row::read(row, target.table.as_ref(), |d| {
-            doc::project(d, &target.fields)
-        })
-        .or_raise(row),
-    )
+    pinned(|| {
+        let row = RowRef { entity, row_id };
+        let target = Entity::registered(row);
+        JsonB(
+            row::read(row, target.table.as_ref(), |d| {
+                doc::project(d, &target.fields)
+            })
+            .or_raise(row),
+        )
+    })
 }
 
 /// Deletes the row's doc (the entity row stays); true when there was one.
 #[pg_extern(volatile, parallel_unsafe)]
 fn pylon_crdt_delete(entity: &str, row_id: &str) -> bool {
-    row::delete(RowRef { entity, row_id })
+    pinned(|| row::delete(RowRef { entity, row_id }))
 }
 
 /// The runtime's advisory-lock key for a string (DESIGN 5), for clients that lock by hand.
@@ -128,8 +147,10 @@ fn pylon_crdt_lock_key(s: &str) -> i32 {
 /// is refused. Returns the new snapshot's size in bytes.
 #[pg_extern(volatile, parallel_unsafe)]
 fn pylon_crdt_compact(entity: &str, row_id: &str, trim_history: default!(bool, "false")) -> i64 {
-    let row = RowRef { entity, row_id };
-    row::compact(row, &EntityTable::resolve(entity), trim_history) as i64
+    pinned(|| {
+        let row = RowRef { entity, row_id };
+        row::compact(row, &EntityTable::resolve(entity), trim_history) as i64
+    })
 }
 
 /// Chooses how an entity's docs are stored: 'snapshot' (the default: the full snapshot is
@@ -137,7 +158,9 @@ fn pylon_crdt_compact(entity: &str, row_id: &str, trim_history: default!(bool, "
 /// only its delta; see the README). Switching to 'snapshot' folds every row's log.
 #[pg_extern(volatile, parallel_unsafe)]
 fn pylon_crdt_set_storage(entity: &str, mode: &str) {
-    row::set_storage(entity, mode);
+    pinned(|| {
+        row::set_storage(entity, mode);
+    })
 }
 
 /// This backend's doc-cache and storage counters.

@@ -13,6 +13,7 @@ mod error;
 mod lookup;
 mod materialize;
 mod row;
+mod search_path;
 mod store;
 mod triggers;
 mod verify;

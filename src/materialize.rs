@@ -16,6 +16,7 @@ use pgrx::JsonB;
 use serde_json::{Map, Value};
 
 use crate::error::{raise, RowRef};
+use crate::search_path;
 use crate::store::{self, as_owner, query_one};
 use crate::triggers::ExtensionWrite;
 
@@ -38,7 +39,11 @@ pub struct EntityTable {
 #[derive(Clone, PartialEq, Eq, Hash)]
 enum Lookup {
     Registered(String),
-    Resolved { entity: String, search_path: String },
+    /// By name on the caller's search path (its schemas' OIDs).
+    Resolved {
+        entity: String,
+        path: Vec<u32>,
+    },
     Relation(pg_sys::Oid),
 }
 
@@ -93,19 +98,6 @@ pub fn init() {
     }
 }
 
-fn current_search_path() -> String {
-    unsafe {
-        let path = pg_sys::namespace_search_path;
-        if path.is_null() {
-            String::new()
-        } else {
-            std::ffi::CStr::from_ptr(path)
-                .to_string_lossy()
-                .into_owned()
-        }
-    }
-}
-
 impl EntityTable {
     /// The registered table of `entity`, if any.
     pub fn registered(entity: &str) -> Option<EntityTable> {
@@ -151,7 +143,10 @@ impl EntityTable {
     pub fn resolve(entity: &str) -> Option<EntityTable> {
         let key = Lookup::Resolved {
             entity: entity.to_owned(),
-            search_path: current_search_path(),
+            path: search_path::caller_namespaces()
+                .into_iter()
+                .map(u32::from)
+                .collect(),
         };
         cached(key, || {
             Self::resolve_uncached(entity).map(|t| (entity.to_owned(), t))
@@ -161,18 +156,12 @@ impl EntityTable {
 
     fn resolve_uncached(entity: &str) -> Option<EntityTable> {
         Self::registered(entity).or_else(|| {
-            let relid = query_one::<pg_sys::Oid>(
-                // The first permanent table of that name on the search_path. Never a temporary
-                // one: any role may create those, and pg_temp is searched first, so it could
-                // stand in for the entity's real table and reach its docs.
-                "SELECT c.oid FROM pg_catalog.pg_class c
-                   JOIN unnest(pg_catalog.current_schemas(false)) WITH ORDINALITY AS s(name, pos)
-                     ON c.relnamespace = s.name::regnamespace
-                  WHERE c.relname = $1 AND c.relkind IN ('r', 'p') AND c.relpersistence <> 't'
-                  ORDER BY s.pos LIMIT 1",
-                &[entity.into()],
+            let relid = table_on_caller_path(entity)?;
+            // Under the pinned search_path, regclass output is always schema-qualified.
+            let name = query_one::<String>(
+                "SELECT $1::pg_catalog.regclass::pg_catalog.text",
+                &[relid.into()],
             )?;
-            let name = query_one::<String>("SELECT $1::regclass::text", &[relid.into()])?;
             Some(EntityTable {
                 relid,
                 name,
@@ -325,6 +314,30 @@ impl EntityTable {
         let _guard = ExtensionWrite::begin(self.relid, row.row_id);
         store::run(&query, &[JsonB(Value::Object(values)).into()]);
     }
+}
+
+/// The first permanent table named `name` in the schemas of the caller's search_path, by
+/// catalog lookup (the path is pinned while the extension's SQL runs). Never a temporary
+/// one: any role may create those, and pg_temp is searched first, so it could stand in for
+/// the entity's real table and reach its docs.
+fn table_on_caller_path(name: &str) -> Option<pg_sys::Oid> {
+    if name.len() >= pg_sys::NAMEDATALEN as usize {
+        return None; // no relation name is this long
+    }
+    let name = std::ffi::CString::new(name).ok()?;
+    search_path::caller_namespaces()
+        .into_iter()
+        .find_map(|namespace| {
+            let relid = unsafe { pg_sys::get_relname_relid(name.as_ptr(), namespace) };
+            let table = relid != pg_sys::InvalidOid
+                && matches!(
+                    unsafe { pg_sys::get_rel_relkind(relid) } as u8,
+                    pg_sys::RELKIND_RELATION | pg_sys::RELKIND_PARTITIONED_TABLE
+                )
+                && unsafe { pg_sys::get_rel_persistence(relid) } as u8
+                    != pg_sys::RELPERSISTENCE_TEMP;
+            table.then_some(relid)
+        })
 }
 
 fn rowtype_of(relid: pg_sys::Oid) -> pg_sys::Oid {

@@ -119,8 +119,13 @@ pub fn extension_object(object: &str) -> String {
 }
 
 /// Runs `f` as the sidecar's owner, restoring the caller's identity afterwards, also when
-/// `f` raises (transaction abort restores it as well).
+/// `f` raises (transaction abort restores it as well). Only ever inside a pinned search_path
+/// and in a restricted security context, as Postgres' own maintenance commands switch users.
 pub fn as_owner<R>(f: impl FnOnce() -> R) -> R {
+    debug_assert!(
+        crate::search_path::is_pinned(),
+        "as_owner outside search_path::pinned"
+    );
     struct Restore(pg_sys::Oid, i32);
     impl Drop for Restore {
         fn drop(&mut self) {

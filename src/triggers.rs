@@ -24,6 +24,7 @@ use crate::doc::{self, rowpatch, BaseType, Field, FieldKind};
 use crate::error::{raise, OrRaise, RowRef};
 use crate::materialize::{columns_of, EntityTable};
 use crate::row;
+use crate::search_path::pinned;
 use crate::store::{self, as_owner, query_one};
 
 thread_local! {
@@ -61,7 +62,10 @@ fn pylon_crdt_enable(
     entity: default!(Option<&str>, "NULL"),
     id_column: default!(&str, "'id'"),
 ) {
-    let relation = relation.oid();
+    pinned(|| enable(relation.oid(), fields, entity, id_column))
+}
+
+fn enable(relation: pg_sys::Oid, fields: JsonB, entity: Option<&str>, id_column: &str) {
     let name =
         query_one::<String>("SELECT $1::regclass::text", &[relation.into()]).unwrap_or_default();
     let entity = match entity {
@@ -159,7 +163,10 @@ fn pylon_crdt_enable(
 /// Removes the triggers and the registration. Docs stay unless `drop_docs`.
 #[pg_extern(volatile, parallel_unsafe)]
 fn pylon_crdt_disable(relation: pgrx::PgRelation, drop_docs: default!(bool, "false")) -> bool {
-    let relation = relation.oid();
+    pinned(|| disable(relation.oid(), drop_docs))
+}
+
+fn disable(relation: pg_sys::Oid, drop_docs: bool) -> bool {
     let Some((entity, table)) = EntityTable::registered_relation(relation) else {
         return false;
     };
@@ -352,6 +359,12 @@ fn stale_columns(row: &Map<String, Value>, projection: &Value) -> Option<Value> 
 /// The trigger function installed by `pylon_crdt_enable`.
 #[pg_trigger]
 fn pylon_crdt_trigger<'a>(
+    trigger: &'a pgrx::PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, impl WhoAllocated>>, pgrx::PgTriggerError> {
+    pinned(|| on_trigger(trigger))
+}
+
+fn on_trigger<'a>(
     trigger: &'a pgrx::PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, impl WhoAllocated>>, pgrx::PgTriggerError> {
     let relid = trigger.relid()?;

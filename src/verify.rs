@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::doc;
 use crate::error::RowRef;
 use crate::materialize::{check_access, Access, EntityTable};
+use crate::search_path::pinned;
 use crate::store::{self, as_owner, query_column};
 
 /// Rows of `entity` (all entities when NULL) with a problem; none when all is well.
@@ -23,6 +24,11 @@ fn pylon_crdt_verify(
         name!(problem, String),
     ),
 > {
+    TableIterator::new(pinned(|| problems(entity)))
+}
+
+/// (entity, row_id, problem) for every row with a problem.
+fn problems(entity: Option<&str>) -> Vec<(String, String, String)> {
     let sidecar = store::sidecar();
     let mut problems = Vec::new();
 
@@ -126,7 +132,7 @@ fn pylon_crdt_verify(
             }
         }
     }
-    TableIterator::new(problems)
+    problems
 }
 
 /// Whether the stored doc decodes. SPI first, then only pure Loro work inside `guarded`, so

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # CREATE EXTENSION adopts a _pylon_crdt_snapshots table the pylon runtime created earlier:
 # its docs stay readable and writable, extra columns with defaults are fine, and a table the
-# runtime could no longer insert into is refused.
+# runtime could no longer insert into is refused. So is a table a non-superuser owns, or on
+# which one holds TRIGGER: the extension writes every role's docs into it as its owner.
 source "$(dirname "$0")/lib.sh"
 
 # A doc as the runtime would have stored it: made here in a scratch database.
@@ -32,5 +33,31 @@ sql adopt_bad -c "CREATE TABLE _pylon_crdt_snapshots (entity text, row_id text, 
 check "a NOT NULL column without default is refused" "refused" \
   "$(sql adopt_bad -c "CREATE EXTENSION pylon_crdt" >/dev/null 2>&1 && echo accepted || echo refused)"
 
-psql "$BASE/postgres" -X -q -c "DROP DATABASE adopt_scratch WITH (FORCE)" -c "DROP DATABASE adopt WITH (FORCE)" -c "DROP DATABASE adopt_bad WITH (FORCE)"
+fresh_db adopt_owned
+sql adopt_owned <<SQL
+DROP ROLE IF EXISTS pylon_runtime_app;
+CREATE ROLE pylon_runtime_app;
+GRANT CREATE ON SCHEMA public TO pylon_runtime_app;
+SET ROLE pylon_runtime_app;
+CREATE TABLE _pylon_crdt_snapshots (entity text, row_id text, snapshot bytea, updated_at timestamptz DEFAULT now(), PRIMARY KEY (entity, row_id));
+RESET ROLE;
+SQL
+refusal=$(sql adopt_owned -c "CREATE EXTENSION pylon_crdt" 2>&1 >/dev/null || true)
+check "a sidecar a non-superuser owns is refused, saying why" "yes" \
+  "$(grep -q 'owned by role pylon_runtime_app, which is not a superuser' <<<"$refusal" && echo yes || echo "$refusal")"
+check "and the extension is not installed" "0" \
+  "$(sql adopt_owned -c "SELECT count(*) FROM pg_extension WHERE extname = 'pylon_crdt'")"
+sql adopt_owned -c "ALTER TABLE _pylon_crdt_snapshots OWNER TO postgres" -c "GRANT TRIGGER ON _pylon_crdt_snapshots TO pylon_runtime_app"
+check "a sidecar that grants TRIGGER to a non-superuser is refused" "refused" \
+  "$(sql adopt_owned -c "CREATE EXTENSION pylon_crdt" >/dev/null 2>&1 && echo accepted || echo refused)"
+# What the HINT says to do: a superuser owns it, the runtime's role keeps what it needs.
+sql adopt_owned -c "REVOKE TRIGGER ON _pylon_crdt_snapshots FROM pylon_runtime_app" \
+  -c "GRANT SELECT, INSERT, UPDATE, DELETE ON _pylon_crdt_snapshots TO pylon_runtime_app" -c "CREATE EXTENSION pylon_crdt"
+check "after ALTER TABLE OWNER TO a superuser it is adopted" "1" \
+  "$(sql adopt_owned -c "SELECT count(*) FROM pg_extension WHERE extname = 'pylon_crdt'")"
+check "and the runtime's role still writes it directly" "1" \
+  "$(sql adopt_owned -c "SET ROLE pylon_runtime_app" -c "INSERT INTO _pylon_crdt_snapshots (entity, row_id, snapshot) VALUES ('Note', 'r1', '\\x00') RETURNING 1")"
+
+psql "$BASE/postgres" -X -q -c "DROP DATABASE adopt_scratch WITH (FORCE)" -c "DROP DATABASE adopt WITH (FORCE)" -c "DROP DATABASE adopt_bad WITH (FORCE)" \
+  -c "DROP DATABASE adopt_owned WITH (FORCE)" -c "DROP ROLE pylon_runtime_app"
 finish

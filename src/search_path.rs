@@ -1,0 +1,115 @@
+//! The extension's own SQL never resolves a name through the caller's `search_path`
+//! (DESIGN 8; the class of CVE-2018-1058).
+//!
+//! Much of that SQL runs as the sidecar's owner (`store::as_owner`), usually the superuser who
+//! ran `CREATE EXTENSION`. If it resolved `=`, `||`, `now()` or a type through a path that
+//! starts with a schema the caller can create objects in, the caller's function would run
+//! with the owner's rights. So every entry point (each SQL function and the trigger) runs its
+//! body under `pinned`: `search_path` is `pg_catalog, pg_temp` for the whole call, in a GUC
+//! nest level of its own, as Postgres does for a function's `SET` clause and for its own
+//! maintenance commands (`RestrictSearchPath()` in Postgres 17). With `pg_temp` last, a
+//! temporary object never shadows a catalog one, and functions and operators are never looked
+//! up there at all. The extension's tables are schema-qualified, and entity tables, once
+//! resolved, are named by their OID-derived qualified names.
+//!
+//! The one name resolved through the caller's path is an unregistered entity's table (the
+//! README's documented lookup): the path is captured before pinning (`caller_namespaces`)
+//! and searched by catalog lookup, without SQL.
+//!
+//! Triggers and functions of the caller's own that the extension's writes fire (a trigger on
+//! the entity table) see the pinned path too, as under a `SECURITY DEFINER` function with a
+//! `SET search_path` clause.
+//!
+//! Cost: setting the path and restoring it costs about a microsecond per call; a call whose
+//! path is already pinned (the trigger during the extension's own UPDATE) skips it.
+
+use std::cell::RefCell;
+use std::ffi::CStr;
+
+use pgrx::pg_sys;
+
+/// The pinned value: the catalog first, temporary objects last.
+pub const SAFE_SEARCH_PATH: &CStr = c"pg_catalog, pg_temp";
+
+thread_local! {
+    // The caller's search path (namespace OIDs, implicit ones left out), captured by the
+    // outermost pinned call; nested calls (a user trigger that calls us from inside our own
+    // write) keep the outermost caller's.
+    static CALLER_PATH: RefCell<Option<Vec<pg_sys::Oid>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with `search_path` pinned to `SAFE_SEARCH_PATH`, restoring the caller's value
+/// afterwards. On an error the transaction (or savepoint) abort restores it.
+pub fn pinned<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore {
+        nest_level: Option<i32>,
+        outermost: bool,
+    }
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            if self.outermost {
+                CALLER_PATH.with(|p| p.borrow_mut().take());
+            }
+            // While unwinding from an ERROR the abort pops the nest level; popping it here
+            // could run GUC code in the middle of error recovery.
+            if let (Some(level), false) = (self.nest_level, std::thread::panicking()) {
+                unsafe { pg_sys::AtEOXact_GUC(true, level) };
+            }
+        }
+    }
+    let outermost = CALLER_PATH.with(|p| {
+        let mut path = p.borrow_mut();
+        let capture = path.is_none();
+        if capture {
+            *path = Some(current_namespaces());
+        }
+        capture
+    });
+    let nest_level = (!is_pinned()).then(|| unsafe {
+        let level = pg_sys::NewGUCNestLevel();
+        pg_sys::set_config_option(
+            c"search_path".as_ptr(),
+            SAFE_SEARCH_PATH.as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+        level
+    });
+    let _restore = Restore {
+        nest_level,
+        outermost,
+    };
+    f()
+}
+
+/// Whether `search_path` is the pinned value right now.
+pub fn is_pinned() -> bool {
+    let current = unsafe { pg_sys::namespace_search_path };
+    !current.is_null() && unsafe { CStr::from_ptr(current) } == SAFE_SEARCH_PATH
+}
+
+/// The schemas of the caller's `search_path`, in order (implicit `pg_catalog` and `pg_temp`
+/// left out), as captured by the outermost `pinned` call; the current path outside one.
+pub fn caller_namespaces() -> Vec<pg_sys::Oid> {
+    CALLER_PATH
+        .with(|p| p.borrow().clone())
+        .unwrap_or_else(current_namespaces)
+}
+
+fn current_namespaces() -> Vec<pg_sys::Oid> {
+    unsafe {
+        let list = pg_sys::fetch_search_path(false);
+        if list.is_null() {
+            return Vec::new();
+        }
+        let namespaces = (0..(*list).length as usize)
+            .map(|i| (*(*list).elements.add(i)).oid_value)
+            .collect();
+        pg_sys::list_free(list);
+        namespaces
+    }
+}
