@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Runs every test against a real PostgreSQL 15: the pure-core unit and property tests and the
-# #[pg_test]s (`cargo pgrx test`), the SQL behaviour files in tests/pg_regress, the tests with
-# the real client tools (tests/tools), and the client suite over real connections
-# (tests/client, on a cluster of its own that it starts and stops).
+# Runs every test against real PostgreSQL servers, on every supported major (15, 14, 16, 17,
+# 18; PYLON_CRDT_PG_VERSIONS narrows a local run, e.g. PYLON_CRDT_PG_VERSIONS="15 17"):
+#   every major: the pure-core unit and property tests and the #[pg_test]s (`cargo pgrx
+#     test`), the SQL behaviour files in tests/pg_regress, and the tests with the real client
+#     tools (tests/tools: dump/restore, adoption, install script, upgrades, concurrency);
+#   15 (the apt Postgres): also the client suite over real connections (tests/client, on a
+#     cluster of its own that it starts and stops), the .deb package installed into the
+#     system Postgres, and pg_dump/pg_upgrade from 15 into 17.
 # Works as root on a fresh Debian 12 machine: Postgres itself runs as the `postgres` user,
 # with data directories under $PYLON_CRDT_WORK that this user owns.
 set -euo pipefail
@@ -10,6 +14,7 @@ cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh
 
+VERSIONS=(${PYLON_CRDT_PG_VERSIONS:-15 14 16 17 18})
 WORK="${PYLON_CRDT_WORK:-/var/tmp/pylon_crdt}"
 runas=()
 if [ "$(id -u)" = 0 ]; then
@@ -18,24 +23,40 @@ if [ "$(id -u)" = 0 ]; then
   install -d -o postgres -g postgres "$WORK/pg_test"
   runas=(--runas postgres)
 fi
-# Each `cargo pgrx test` makes a fresh cluster directory; drop the ones earlier runs left.
-rm -rf "$WORK"/pg_test/15-*
 
-echo "== cargo pgrx test (unit, property and #[pg_test] tests)"
-# It copies the library over the installed one in place; unlink it first so running
-# backends (e.g. a demo cluster) keep their mapped copy.
-rm -f "$(/usr/lib/postgresql/15/bin/pg_config --pkglibdir)/pylon_crdt.so"
-cargo pgrx test pg15 "${runas[@]}" --pgdata "$WORK/pg_test"
+started=$SECONDS
+timings=()
+for v in "${VERSIONS[@]}"; do
+  export PYLON_CRDT_PG=$v
+  source scripts/pg-env.sh
+  t0=$SECONDS
+  echo "== Postgres $v: cargo pgrx test (unit, property and #[pg_test] tests)"
+  # Each `cargo pgrx test` makes a fresh cluster directory; drop the ones earlier runs left.
+  rm -rf "$WORK"/pg_test/"$v"-*
+  # It copies the library over the installed one in place; unlink it first so running
+  # backends (e.g. a demo cluster) keep their mapped copy.
+  rm -f "$("$PG_CONFIG" --pkglibdir)/pylon_crdt.so"
+  cargo pgrx test "pg$v" "${runas[@]}" --pgdata "$WORK/pg_test"
 
-echo "== SQL regression files (tests/pg_regress) against a local cluster"
-scripts/cluster.sh install
-scripts/cluster.sh start
-scripts/regress.sh
+  echo "== Postgres $v: SQL regression files (tests/pg_regress) against a local cluster"
+  scripts/cluster.sh install
+  scripts/cluster.sh start
+  scripts/regress.sh
 
-echo "== tool-level tests: pg_dump/pg_restore, adoption, concurrent writers (tests/tools)"
-for t in tests/tools/*.sh; do
-  [ "$(basename "$t")" = lib.sh ] || bash "$t"
+  echo "== Postgres $v: tool-level tests (tests/tools)"
+  for t in tests/tools/*.sh; do
+    [ "$(basename "$t")" = lib.sh ] || bash "$t"
+  done
+  [ "$v" = 15 ] || scripts/cluster.sh stop
+  timings+=("Postgres $v: $((SECONDS - t0)) s")
 done
 
-echo "== client tests over real connections: concurrency, interlock, crashes, hostile input, security (tests/client)"
-scripts/client-tests.sh
+if [[ " ${VERSIONS[*]} " == *" 15 "* ]]; then
+  export PYLON_CRDT_PG=15
+  t0=$SECONDS
+  echo "== client tests over real connections: concurrency, interlock, crashes, hostile input, security (tests/client)"
+  scripts/client-tests.sh
+  timings+=("client suite: $((SECONDS - t0)) s")
+fi
+
+echo "== all tests passed in $((SECONDS - started)) s (${timings[*]/%/;})"

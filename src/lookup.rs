@@ -85,7 +85,8 @@ impl Drop for CallSnapshot {
 
 /// Where a tuple is: its xmin and ctid, as `xmin::text || ':' || ctid::text` prints them.
 pub fn tuple_stamp(tuple: &pg_sys::HeapTupleData) -> String {
-    let xmin = unsafe { pg_sys::HeapTupleHeaderGetRawXmin(tuple.t_data) };
+    // pgrx's own (Postgres 18 also declares the C inline, which is no symbol).
+    let xmin = unsafe { pg_sys::submodules::htup::HeapTupleHeaderGetRawXmin(tuple.t_data) };
     let tid = tuple.t_self;
     let block = (u32::from(tid.ip_blkid.bi_hi) << 16) | u32::from(tid.ip_blkid.bi_lo);
     format!("{}:({},{})", u32::from(xmin), block, tid.ip_posid)

@@ -1,8 +1,9 @@
-# Shared by the tool-level tests: a fresh database on the local cluster, and assertions.
+# Shared by the tool-level tests: a fresh database on the local cluster of the Postgres
+# PYLON_CRDT_PG picks (scripts/pg-env.sh), and assertions.
 set -euo pipefail
-PORT="${PYLON_CRDT_PORT:-54329}"
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/pg-env.sh"
 BASE="postgresql://postgres@127.0.0.1:$PORT"
-PGBIN=/usr/lib/postgresql/15/bin
+PATH="$PGBIN:$PATH"
 passed=0
 failed=0
 

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Upgrades from every earlier release: install 0.1.0 (its install script is kept frozen in
+# sql/), write docs through the functions and through the triggers of an enabled table,
+# ALTER EXTENSION pylon_crdt UPDATE, and check that the docs, the registry and the triggers
+# keep working and that the upgraded catalog equals a fresh install of this release.
+# Every later release adds its upgrade script and its version to FROM_VERSIONS.
+source "$(dirname "$0")/lib.sh"
+
+FROM_VERSIONS=(0.1.0)
+extdir="$("$PG_CONFIG" --sharedir)/extension"
+current=$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$extdir/pylon_crdt.control")
+
+# The extension's objects as the catalog describes them: every member with its definition,
+# functions with their signature, volatility, parallel safety, strictness, security and
+# settings, tables with columns, defaults, constraints, indexes, storage and privileges, and
+# what pg_dump keeps.
+describe() { # db
+  sql "$1" <<'SQL'
+SET search_path = pg_catalog, public;
+WITH ext AS (SELECT oid FROM pg_extension WHERE extname = 'pylon_crdt'),
+members AS (
+  SELECT d.classid, d.objid FROM pg_depend d, ext
+   WHERE d.refclassid = 'pg_extension'::regclass AND d.refobjid = ext.oid AND d.deptype = 'e')
+SELECT 'member ' || pg_describe_object(classid, objid, 0) FROM members
+UNION ALL
+SELECT format('function %s returns %s volatile=%s parallel=%s strict=%s secdef=%s leakproof=%s config=%s acl=%s lang=%s symbol=%s',
+              p.oid::regprocedure, pg_get_function_result(p.oid), p.provolatile, p.proparallel, p.proisstrict,
+              p.prosecdef, p.proleakproof, p.proconfig, p.proacl, l.lanname, p.prosrc)
+  FROM members m JOIN pg_proc p ON m.classid = 'pg_proc'::regclass AND p.oid = m.objid
+  JOIN pg_language l ON l.oid = p.prolang
+UNION ALL
+SELECT format('function %s argument defaults %s', p.oid::regprocedure, pg_get_function_arguments(p.oid))
+  FROM members m JOIN pg_proc p ON m.classid = 'pg_proc'::regclass AND p.oid = m.objid
+UNION ALL
+SELECT format('relation %s kind=%s acl=%s options=%s', c.oid::regclass, c.relkind, c.relacl, c.reloptions)
+  FROM pg_class c WHERE c.relnamespace = (SELECT extnamespace FROM pg_extension WHERE extname = 'pylon_crdt')
+   AND c.relname LIKE '\_pylon\_crdt\_%'
+UNION ALL
+SELECT format('column %s.%s %s notnull=%s default=%s storage=%s', c.oid::regclass, a.attname,
+              format_type(a.atttypid, a.atttypmod), a.attnotnull, pg_get_expr(ad.adbin, ad.adrelid), a.attstorage)
+  FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+  LEFT JOIN pg_attrdef ad ON ad.adrelid = c.oid AND ad.adnum = a.attnum
+ WHERE c.relnamespace = (SELECT extnamespace FROM pg_extension WHERE extname = 'pylon_crdt')
+   AND c.relname LIKE '\_pylon\_crdt\_%' AND c.relkind = 'r'
+UNION ALL
+SELECT format('constraint %s %s', co.conrelid::regclass, pg_get_constraintdef(co.oid))
+  FROM pg_constraint co JOIN pg_class c ON c.oid = co.conrelid
+ WHERE c.relnamespace = (SELECT extnamespace FROM pg_extension WHERE extname = 'pylon_crdt')
+   AND c.relname LIKE '\_pylon\_crdt\_%'
+UNION ALL
+SELECT 'index ' || pg_get_indexdef(i.indexrelid)
+  FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
+ WHERE c.relnamespace = (SELECT extnamespace FROM pg_extension WHERE extname = 'pylon_crdt')
+   AND c.relname LIKE '\_pylon\_crdt\_%'
+UNION ALL
+SELECT format('dumped %s where %L', cfg::regclass, cond)
+  FROM pg_extension e, unnest(e.extconfig, e.extcondition) AS u(cfg, cond) WHERE e.extname = 'pylon_crdt'
+ORDER BY 1;
+SQL
+}
+
+fields='{"title":"string","notes":"richtext","votes":{"type":"int","crdt":"counter"}}'
+for from in "${FROM_VERSIONS[@]}"; do
+  install -m 644 "sql/pylon_crdt--$from.sql" "$extdir/"
+  db="upgrade_from_${from//./_}"
+  fresh_db "$db"
+  sql "$db" >/dev/null <<SQL
+CREATE EXTENSION pylon_crdt VERSION '$from';
+CREATE TABLE task (id text PRIMARY KEY, title text, notes text, votes int);
+SELECT pylon_crdt_enable('task', '$fields');
+INSERT INTO task VALUES ('t1', 'Before the upgrade', 'Draft', 1);
+UPDATE task SET votes = votes + 1, notes = 'Draft two' WHERE id = 't1';
+SELECT pylon_crdt_apply_patch('Note', 'n1', '{"title":"string","body":"richtext"}', '{"title":"a note","body":"hello"}');
+SELECT pylon_crdt_set_storage('Log', 'log');
+SELECT pylon_crdt_apply_patch('Log', 'l1', '{"n":{"type":"int","crdt":"counter"}}', '{"n":{"increment":3}}');
+SQL
+  check "installed $from" "$from" "$(sql "$db" -c "SELECT extversion FROM pg_extension WHERE extname = 'pylon_crdt'")"
+  sql "$db" -c "ALTER EXTENSION pylon_crdt UPDATE"
+  check "$from updated to $current" "$current" "$(sql "$db" -c "SELECT extversion FROM pg_extension WHERE extname = 'pylon_crdt'")"
+  check "$from: docs written before read back" '{"notes": "Draft two", "title": "Before the upgrade", "votes": 2}|{"body": "hello", "title": "a note"}|{"n": 3}' \
+    "$(sql "$db" -c "SELECT pylon_crdt_project('task', 't1')" \
+         -c "SELECT pylon_crdt_project('Note', 'n1', '{\"title\":\"string\",\"body\":\"richtext\"}')" \
+         -c "SELECT pylon_crdt_project('Log', 'l1', '{\"n\":{\"type\":\"int\",\"crdt\":\"counter\"}}')" | paste -sd'|')"
+  check "$from: the registry and the triggers still work" "12|Draft three" \
+    "$(sql "$db" -c "UPDATE task SET votes = votes + 10, notes = 'Draft three' WHERE id = 't1'" \
+         -c "SELECT votes || '|' || notes FROM task WHERE id = 't1'")"
+  check "$from: the functions still write" '{"n": 4}' \
+    "$(sql "$db" -c "SELECT pylon_crdt_apply_patch('Log', 'l1', '{\"n\":{\"type\":\"int\",\"crdt\":\"counter\"}}', '{\"n\":{\"increment\":1}}')")"
+  check "$from: pylon_crdt_verify finds nothing" "" "$(sql "$db" -c "SELECT * FROM pylon_crdt_verify()")"
+
+  fresh_db upgrade_fresh
+  sql upgrade_fresh -c "CREATE EXTENSION pylon_crdt"
+  expected=$(describe upgrade_fresh)
+  got=$(describe "$db")
+  check "$from: the upgraded catalog equals a fresh $current install ($(wc -l <<<"$expected") lines)" "" \
+    "$(diff <(echo "$expected") <(echo "$got") || true)"
+  rm -f "$extdir/pylon_crdt--$from.sql"
+  psql "$BASE/postgres" -X -q -c "DROP DATABASE \"$db\" WITH (FORCE)" -c "DROP DATABASE upgrade_fresh WITH (FORCE)"
+done
+finish
