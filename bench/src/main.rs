@@ -323,7 +323,7 @@ fn create_table(admin: &mut Client, approach: Approach, settings: &Settings) -> 
     ))?;
     let mut entity = table.to_owned();
     match approach {
-        Approach::Enabled => {
+        Approach::Enabled | Approach::Registered | Approach::RegisteredPinned => {
             if !function_exists(admin, "pylon_crdt_enable")? {
                 return Err("pylon_crdt_enable is not in the installed extension".into());
             }
@@ -632,9 +632,9 @@ fn print_report(bench: &Bench, about: &Header, cells: &[Cell]) {
     }
 
     println!(
-        "\n| row | clients | a/b writes/s | f/b writes/s | a/c p50 | f/c p50 | d/c p50 | a/e WAL/write |"
+        "\n| row | clients | a/b writes/s | f/b writes/s | a/c p50 | f/c p50 | d/c p50 | a/e WAL/write | h/g writes/s | pin µs/write |"
     );
-    println!("|---|---|--:|--:|--:|--:|--:|--:|");
+    println!("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|");
     let mut seen = Vec::new();
     for cell in cells {
         let key = (cell.size == Size::Large, cell.spread);
@@ -653,8 +653,16 @@ fn print_report(bench: &Bench, about: &Header, cells: &[Cell]) {
             _ => "–".into(),
         };
         let p50 = |m: &Measured| m.p50.as_secs_f64();
+        // What pinning the search_path adds to a write: (g)'s time per write minus (h)'s.
+        let pin_cost = match (get(Approach::Registered), get(Approach::RegisteredPinned)) {
+            (Some(g), Some(h)) if g.per_second > 0.0 && h.per_second > 0.0 => format!(
+                "{:.1}",
+                (1.0 / g.per_second - 1.0 / h.per_second) * 1e6 * cell.spread.clients() as f64
+            ),
+            _ => "–".into(),
+        };
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             size_label(cell.size, s.edits),
             cell.spread.label(),
             ratio(Approach::Function, Approach::Runtime, |m| m.per_second),
@@ -664,6 +672,9 @@ fn print_report(bench: &Bench, about: &Header, cells: &[Cell]) {
             ratio(Approach::Enabled, Approach::Plain, p50),
             ratio(Approach::Function, Approach::FunctionLog, |m| m
                 .wal_per_write),
+            ratio(Approach::RegisteredPinned, Approach::Registered, |m| m
+                .per_second),
+            pin_cost,
         );
     }
 

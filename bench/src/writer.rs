@@ -30,16 +30,25 @@ pub enum Approach {
     /// columns), in one statement and autocommit, with no CRDT work at all. No implementation
     /// of the design can be faster than this.
     Floor,
+    /// (g) `SELECT public.pylon_crdt_apply_patch(entity, row_id, patch)` for a registered
+    /// (enabled) table, with the session's default search_path: the extension pins the path
+    /// for the call and restores it.
+    Registered,
+    /// (h) as (g), from a session whose search_path already is the pinned value, so the
+    /// extension skips its own pin: (g) − (h) is what pinning costs per write.
+    RegisteredPinned,
 }
 
 impl Approach {
-    pub const ALL: [Approach; 6] = [
+    pub const ALL: [Approach; 8] = [
         Approach::Function,
         Approach::Runtime,
         Approach::Plain,
         Approach::Enabled,
         Approach::FunctionLog,
         Approach::Floor,
+        Approach::Registered,
+        Approach::RegisteredPinned,
     ];
 
     pub fn label(self) -> &'static str {
@@ -50,6 +59,8 @@ impl Approach {
             Approach::Enabled => "(d) UPDATE, enabled table",
             Approach::FunctionLog => "(e) apply_patch, log storage",
             Approach::Floor => "(f) floor: both row writes, no CRDT",
+            Approach::Registered => "(g) apply_patch, registered",
+            Approach::RegisteredPinned => "(h) (g), path pinned already",
         }
     }
 
@@ -61,15 +72,19 @@ impl Approach {
             Approach::Enabled => "bench_enabled",
             Approach::FunctionLog => "bench_log",
             Approach::Floor => "bench_floor",
+            Approach::Registered => "bench_reg",
+            Approach::RegisteredPinned => "bench_reg_pinned",
         }
     }
 
     /// The doc shape this approach's writes build; `None` without a doc.
     pub fn shape(self) -> Option<Shape> {
         match self {
-            Approach::Function | Approach::Enabled | Approach::FunctionLog => {
-                Some(Shape::Extension)
-            }
+            Approach::Function
+            | Approach::Enabled
+            | Approach::FunctionLog
+            | Approach::Registered
+            | Approach::RegisteredPinned => Some(Shape::Extension),
             Approach::Runtime => Some(Shape::Runtime),
             Approach::Plain | Approach::Floor => None,
         }
@@ -111,7 +126,13 @@ impl Writer {
         first_row: &str,
     ) -> Result<Self> {
         let mut client = config.connect(NoTls)?;
+        if approach == Approach::RegisteredPinned {
+            client.batch_execute("SET search_path = pg_catalog, pg_temp")?;
+        }
         let sql = match approach {
+            Approach::Registered | Approach::RegisteredPinned => vec![
+                "SELECT public.pylon_crdt_apply_patch($1::text, $2::text, $3::jsonb)".into(),
+            ],
             Approach::Function | Approach::FunctionLog => vec![
                 "SELECT pylon_crdt_apply_patch($1::text, $2::text, $3::jsonb, $4::jsonb)".into(),
             ],
@@ -168,6 +189,14 @@ impl Writer {
                 });
                 self.client
                     .execute(&s[0], &[&self.entity, &row_id, &self.fields, &patch])?;
+            }
+            Approach::Registered | Approach::RegisteredPinned => {
+                let patch = json!({
+                    "title": workload::title(n),
+                    "body": workload::body(n),
+                    "votes": {"increment": 1},
+                });
+                self.client.execute(&s[0], &[&self.entity, &row_id, &patch])?;
             }
             Approach::Runtime => {
                 let mut tx = self.client.transaction()?;

