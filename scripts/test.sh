@@ -3,10 +3,10 @@
 # 18; PYLON_CRDT_PG_VERSIONS narrows a local run, e.g. PYLON_CRDT_PG_VERSIONS="15 17"):
 #   every major: the pure-core unit and property tests and the #[pg_test]s (`cargo pgrx
 #     test`), the SQL behaviour files in tests/pg_regress, and the tests with the real client
-#     tools (tests/tools: dump/restore, adoption, install script, upgrades, concurrency);
+#     tools (tests/tools: dump/restore, adoption, install script, upgrades, concurrency; the
+#     .deb package on 15; pg_dump 15 -> 17 and pg_upgrade 16 -> 17 in the 17 round);
 #   15 (the apt Postgres): also the client suite over real connections (tests/client, on a
-#     cluster of its own that it starts and stops), the .deb package installed into the
-#     system Postgres, and pg_dump/pg_upgrade from 15 into 17.
+#     cluster of its own that it starts and stops).
 # Works as root on a fresh Debian 12 machine: Postgres itself runs as the `postgres` user,
 # with data directories under $PYLON_CRDT_WORK that this user owns.
 set -euo pipefail
