@@ -42,6 +42,9 @@ before=$(sha256sum "$lib")
 url=$(PYLON_CRDT_PORT=54349 PYLON_CRDT_WORK="$work" scripts/cluster.sh start)
 echo "bench: cluster $url" >&2
 bench/target/release/pylon_crdt_bench "$url"
+# Issue 15: the search_path pin by itself, beside (g) and (h) above.
+echo
+"$(dirname "$(scripts/postgres-versions.sh --print-pg-config 15)")/psql" "$url" -X -q -A -t -f bench/pin_cost.sql | tail -n 1
 if [ "$(sha256sum "$lib")" != "$before" ]; then
   echo "bench: $lib was replaced during the run, so the results mix builds: run again" >&2
   exit 1

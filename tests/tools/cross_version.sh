@@ -47,57 +47,30 @@ on() { # port, sql... : unaligned, tuples only, in database app
   "$NEW_BIN/psql" "postgresql://postgres@127.0.0.1:$port/app" -X -q -A -t -v ON_ERROR_STOP=1 "$@"
 }
 OLD_PORT=54461 DUMP_PORT=54462 UPGRADED_PORT=54463 MID_PORT=54464
-fields='{"title":"string","notes":"richtext","votes":{"type":"int","crdt":"counter"}}'
-read_all() { # port: every projection, one line
-  on "$1" -c "SELECT pylon_crdt_project('task', 't1')" \
-    -c "SELECT pylon_crdt_project('Note', 'n1', '{\"title\":\"string\",\"body\":\"richtext\"}')" \
-    -c "SELECT pylon_crdt_project('Log', 'l1', '{\"n\":{\"type\":\"int\",\"crdt\":\"counter\"}}')" \
-    -c "SELECT count(*) FROM pylon_crdt_verify()" | paste -sd'|'
-}
-
-populate() { # bin, name, port: docs written on that server; prints what they read back
+populate() { # bin, name, port: the sample docs written on that server
   start "$1" "$2" "$3"
   "$NEW_BIN/psql" "postgresql://postgres@127.0.0.1:$3/postgres" -X -q -c "CREATE DATABASE app"
-  on "$3" <<SQL >/dev/null
-CREATE EXTENSION pylon_crdt;
-CREATE TABLE task (id text PRIMARY KEY, title text, notes text, votes int);
-SELECT pylon_crdt_enable('task', '$fields');
-INSERT INTO task VALUES ('t1', 'Written before', 'Draft', 1);
-UPDATE task SET votes = votes + 1, notes = 'Draft two' WHERE id = 't1';
-SELECT pylon_crdt_apply_patch('Note', 'n1', '{"title":"string","body":"richtext"}', '{"title":"a note","body":"hello"}');
-SELECT pylon_crdt_set_storage('Log', 'log');
-SELECT pylon_crdt_apply_patch('Log', 'l1', '{"n":{"type":"int","crdt":"counter"}}', '{"n":{"increment":3}}');
-SELECT pylon_crdt_apply_patch('Log', 'l1', '{"n":{"type":"int","crdt":"counter"}}', '{"n":{"increment":4}}');
-SQL
-  read_all "$3"
-}
-written='{"notes": "Draft two", "title": "Written before", "votes": 2}|{"body": "hello", "title": "a note"}|{"n": 7}|0'
-
-writes_after() { # port, label
-  check "$2: the trigger and the functions still write" "12|Draft three|{\"n\": 8}" \
-    "$(on "$1" -c "UPDATE task SET votes = votes + 10, notes = 'Draft three' WHERE id = 't1'" \
-         -c "SELECT votes || '|' || notes FROM task WHERE id = 't1'" \
-         -c "SELECT pylon_crdt_apply_patch('Log', 'l1', '{\"n\":{\"type\":\"int\",\"crdt\":\"counter\"}}', '{\"n\":{\"increment\":1}}')" | paste -sd'|')"
+  on "$3" -c "CREATE EXTENSION pylon_crdt" -c "$SAMPLE_DOCS_SQL" >/dev/null
 }
 
 # pg_dump of a 15 database, restored into a 17 cluster.
-before=$(populate "$OLD_BIN" old $OLD_PORT)
-check "docs written on 15" "$written" "$before"
+populate "$OLD_BIN" old $OLD_PORT
+check "docs written on 15" "$SAMPLE_DOCS_READ" "$(read_sample_docs on $OLD_PORT)"
 start "$NEW_BIN" dump $DUMP_PORT
 "$OLD_BIN/pg_dump" -Fc -d "postgresql://postgres@127.0.0.1:$OLD_PORT/app" -f "$dir/app.dump"
 "$NEW_BIN/psql" "postgresql://postgres@127.0.0.1:$DUMP_PORT/postgres" -X -q -c "CREATE DATABASE app"
 "$NEW_BIN/pg_restore" --exit-on-error -d "postgresql://postgres@127.0.0.1:$DUMP_PORT/app" "$dir/app.dump"
-check "pg_dump 15 -> restore into 17: the same docs" "$before" "$(read_all $DUMP_PORT)"
-writes_after $DUMP_PORT "restored into 17"
+check "pg_dump 15 -> restore into 17: the same docs" "$SAMPLE_DOCS_READ" "$(read_sample_docs on $DUMP_PORT)"
+check_sample_writes "restored into 17" on $DUMP_PORT
 
 # pg_upgrade of a whole 16 cluster to 17.
-before=$(populate "$MID_BIN" mid $MID_PORT)
-check "docs written on 16" "$written" "$before"
+populate "$MID_BIN" mid $MID_PORT
+check "docs written on 16" "$SAMPLE_DOCS_READ" "$(read_sample_docs on $MID_PORT)"
 as_postgres "$MID_BIN/pg_ctl" -D "$dir/mid" -m fast -w stop >/dev/null
 as_postgres "$NEW_BIN/initdb" -D "$dir/upgraded" -U postgres -A trust -E UTF8 --locale=C.UTF-8 --no-instructions >/dev/null
 (cd "$dir" && as_postgres "$NEW_BIN/pg_upgrade" -b "$MID_BIN" -B "$NEW_BIN" -d "$dir/mid" -D "$dir/upgraded" \
    -U postgres >"$dir/pg_upgrade.out" 2>&1) || { tail -n 30 "$dir/pg_upgrade.out"; exit 1; }
 start "$NEW_BIN" upgraded $UPGRADED_PORT
-check "pg_upgrade 16 -> 17: the same docs" "$before" "$(read_all $UPGRADED_PORT)"
-writes_after $UPGRADED_PORT "upgraded to 17"
+check "pg_upgrade 16 -> 17: the same docs" "$SAMPLE_DOCS_READ" "$(read_sample_docs on $UPGRADED_PORT)"
+check_sample_writes "upgraded to 17" on $UPGRADED_PORT
 finish

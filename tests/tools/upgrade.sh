@@ -59,34 +59,16 @@ ORDER BY 1;
 SQL
 }
 
-fields='{"title":"string","notes":"richtext","votes":{"type":"int","crdt":"counter"}}'
 for from in "${FROM_VERSIONS[@]}"; do
   install -m 644 "sql/pylon_crdt--$from.sql" "$extdir/"
   db="upgrade_from_${from//./_}"
   fresh_db "$db"
-  sql "$db" >/dev/null <<SQL
-CREATE EXTENSION pylon_crdt VERSION '$from';
-CREATE TABLE task (id text PRIMARY KEY, title text, notes text, votes int);
-SELECT pylon_crdt_enable('task', '$fields');
-INSERT INTO task VALUES ('t1', 'Before the upgrade', 'Draft', 1);
-UPDATE task SET votes = votes + 1, notes = 'Draft two' WHERE id = 't1';
-SELECT pylon_crdt_apply_patch('Note', 'n1', '{"title":"string","body":"richtext"}', '{"title":"a note","body":"hello"}');
-SELECT pylon_crdt_set_storage('Log', 'log');
-SELECT pylon_crdt_apply_patch('Log', 'l1', '{"n":{"type":"int","crdt":"counter"}}', '{"n":{"increment":3}}');
-SQL
+  sql "$db" -c "CREATE EXTENSION pylon_crdt VERSION '$from'" -c "$SAMPLE_DOCS_SQL" >/dev/null
   check "installed $from" "$from" "$(sql "$db" -c "SELECT extversion FROM pg_extension WHERE extname = 'pylon_crdt'")"
   sql "$db" -c "ALTER EXTENSION pylon_crdt UPDATE"
   check "$from updated to $current" "$current" "$(sql "$db" -c "SELECT extversion FROM pg_extension WHERE extname = 'pylon_crdt'")"
-  check "$from: docs written before read back" '{"notes": "Draft two", "title": "Before the upgrade", "votes": 2}|{"body": "hello", "title": "a note"}|{"n": 3}' \
-    "$(sql "$db" -c "SELECT pylon_crdt_project('task', 't1')" \
-         -c "SELECT pylon_crdt_project('Note', 'n1', '{\"title\":\"string\",\"body\":\"richtext\"}')" \
-         -c "SELECT pylon_crdt_project('Log', 'l1', '{\"n\":{\"type\":\"int\",\"crdt\":\"counter\"}}')" | paste -sd'|')"
-  check "$from: the registry and the triggers still work" "12|Draft three" \
-    "$(sql "$db" -c "UPDATE task SET votes = votes + 10, notes = 'Draft three' WHERE id = 't1'" \
-         -c "SELECT votes || '|' || notes FROM task WHERE id = 't1'")"
-  check "$from: the functions still write" '{"n": 4}' \
-    "$(sql "$db" -c "SELECT pylon_crdt_apply_patch('Log', 'l1', '{\"n\":{\"type\":\"int\",\"crdt\":\"counter\"}}', '{\"n\":{\"increment\":1}}')")"
-  check "$from: pylon_crdt_verify finds nothing" "" "$(sql "$db" -c "SELECT * FROM pylon_crdt_verify()")"
+  check "$from: docs written before read back, pylon_crdt_verify finds nothing" "$SAMPLE_DOCS_READ" "$(read_sample_docs sql "$db")"
+  check_sample_writes "$from, updated" sql "$db"
 
   fresh_db upgrade_fresh
   sql upgrade_fresh -c "CREATE EXTENSION pylon_crdt"
