@@ -42,7 +42,7 @@ enum Lookup {
     /// By name on the caller's search path (its schemas' OIDs).
     Resolved {
         entity: String,
-        path: Vec<u32>,
+        path: Vec<pg_sys::Oid>,
     },
     Relation(pg_sys::Oid),
 }
@@ -143,10 +143,7 @@ impl EntityTable {
     pub fn resolve(entity: &str) -> Option<EntityTable> {
         let key = Lookup::Resolved {
             entity: entity.to_owned(),
-            path: search_path::caller_namespaces()
-                .into_iter()
-                .map(u32::from)
-                .collect(),
+            path: search_path::caller_namespaces(),
         };
         cached(key, || {
             Self::resolve_uncached(entity).map(|t| (entity.to_owned(), t))
