@@ -120,3 +120,32 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@._pylon_crdt_storage', ''
 
 REVOKE ALL ON @extschema@._pylon_crdt_updates, @extschema@._pylon_crdt_updates_seq, @extschema@._pylon_crdt_storage FROM PUBLIC;
 GRANT SELECT ON @extschema@._pylon_crdt_storage TO PUBLIC;
+
+-- Dropping an enabled table drops its registration and its docs, as deleting its rows would
+-- (issue 16): a later table of that name must not inherit another table's docs. Registrations
+-- of tables already gone (dropped while event triggers were off) go at the same time. Runs as
+-- the extension's owner, who alone may write these tables, with the search_path pinned.
+CREATE FUNCTION @extschema@._pylon_crdt_forget_dropped_tables() RETURNS pg_catalog.event_trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    gone pg_catalog.text[];
+BEGIN
+    WITH forgotten AS (
+        DELETE FROM @extschema@._pylon_crdt_registry r
+         WHERE r.relation::pg_catalog.oid OPERATOR(pg_catalog.=) ANY (
+                   SELECT d.objid FROM pg_catalog.pg_event_trigger_dropped_objects() d
+                    WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+                      AND d.objsubid OPERATOR(pg_catalog.=) 0)
+            OR NOT EXISTS (SELECT FROM pg_catalog.pg_class c
+                            WHERE c.oid OPERATOR(pg_catalog.=) r.relation::pg_catalog.oid)
+        RETURNING r.entity)
+    SELECT pg_catalog.array_agg(entity) INTO gone FROM forgotten;
+    IF gone IS NOT NULL THEN
+        DELETE FROM @extschema@._pylon_crdt_updates WHERE entity OPERATOR(pg_catalog.=) ANY (gone);
+        DELETE FROM @extschema@._pylon_crdt_snapshots WHERE entity OPERATOR(pg_catalog.=) ANY (gone);
+        DELETE FROM @extschema@._pylon_crdt_storage WHERE entity OPERATOR(pg_catalog.=) ANY (gone);
+    END IF;
+END
+$$;
+CREATE EVENT TRIGGER _pylon_crdt_forget_dropped_tables ON sql_drop
+    EXECUTE FUNCTION @extschema@._pylon_crdt_forget_dropped_tables();

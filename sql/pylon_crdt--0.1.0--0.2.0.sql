@@ -1,11 +1,11 @@
 -- pylon_crdt 0.1.0 -> 0.2.0
 --
--- The SQL objects are unchanged: 0.2.0's changes are in the library (every statement it runs
--- under a pinned search_path, issue 15) and in how CREATE EXTENSION adopts an existing
--- sidecar. An install that adopted a _pylon_crdt_snapshots owned by a non-superuser, or
--- granting TRIGGER to one, is refused here as CREATE EXTENSION now refuses it: the extension
--- writes every role's docs into that table as its owner. Every name is schema-qualified, as
--- in the install script.
+-- Issue 15: every statement the library runs is under a pinned search_path, and CREATE
+-- EXTENSION refuses to adopt a _pylon_crdt_snapshots owned by a non-superuser, or granting
+-- TRIGGER to one; an install that adopted such a table is refused here the same way, since
+-- the extension writes every role's docs into that table as its owner.
+-- Issue 16: an sql_drop event trigger drops the registration and docs of a dropped table.
+-- Every name is schema-qualified, as in the install script.
 DO $$
 DECLARE
     sidecar   pg_catalog.oid;
@@ -38,3 +38,32 @@ BEGIN
     END IF;
 END
 $$;
+
+-- Dropping an enabled table drops its registration and its docs, as deleting its rows would
+-- (issue 16): a later table of that name must not inherit another table's docs. Registrations
+-- of tables already gone (dropped while event triggers were off) go at the same time. Runs as
+-- the extension's owner, who alone may write these tables, with the search_path pinned.
+CREATE FUNCTION @extschema@._pylon_crdt_forget_dropped_tables() RETURNS pg_catalog.event_trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    gone pg_catalog.text[];
+BEGIN
+    WITH forgotten AS (
+        DELETE FROM @extschema@._pylon_crdt_registry r
+         WHERE r.relation::pg_catalog.oid OPERATOR(pg_catalog.=) ANY (
+                   SELECT d.objid FROM pg_catalog.pg_event_trigger_dropped_objects() d
+                    WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+                      AND d.objsubid OPERATOR(pg_catalog.=) 0)
+            OR NOT EXISTS (SELECT FROM pg_catalog.pg_class c
+                            WHERE c.oid OPERATOR(pg_catalog.=) r.relation::pg_catalog.oid)
+        RETURNING r.entity)
+    SELECT pg_catalog.array_agg(entity) INTO gone FROM forgotten;
+    IF gone IS NOT NULL THEN
+        DELETE FROM @extschema@._pylon_crdt_updates WHERE entity OPERATOR(pg_catalog.=) ANY (gone);
+        DELETE FROM @extschema@._pylon_crdt_snapshots WHERE entity OPERATOR(pg_catalog.=) ANY (gone);
+        DELETE FROM @extschema@._pylon_crdt_storage WHERE entity OPERATOR(pg_catalog.=) ANY (gone);
+    END IF;
+END
+$$;
+CREATE EVENT TRIGGER _pylon_crdt_forget_dropped_tables ON sql_drop
+    EXECUTE FUNCTION @extschema@._pylon_crdt_forget_dropped_tables();

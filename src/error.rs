@@ -28,6 +28,14 @@ pub fn raise(code: PgSqlErrorCode, message: String) -> ! {
     unreachable!("an ERROR report does not return")
 }
 
+/// `raise` with a HINT saying what to do.
+pub fn raise_with_hint(code: PgSqlErrorCode, message: String, hint: &str) -> ! {
+    ErrorReport::new(code, message, "pylon_crdt")
+        .set_hint(hint)
+        .report(PgLogLevel::ERROR);
+    unreachable!("an ERROR report does not return")
+}
+
 pub fn sqlstate_of(err: &DocError) -> PgSqlErrorCode {
     match err {
         DocError::Fields(_) | DocError::Patch { .. } => {

@@ -128,6 +128,9 @@ impl EntityTable {
         let [entity, relid, name, id_column, fields] =
             <[Value; 5]>::try_from(row.0.as_array()?.clone()).ok()?;
         let relid = pg_sys::Oid::from(relid.as_u64()? as u32);
+        if unsafe { pg_sys::get_rel_relkind(relid) } == 0 {
+            return None; // dropped while event triggers were off; pylon_crdt_verify reports it
+        }
         let table = EntityTable {
             relid,
             name: name.as_str()?.to_owned(),

@@ -281,6 +281,25 @@ fn check_columns(entity: &str, table: &str, relid: pg_sys::Oid, id_column: &str,
             ),
         );
     }
+    // One doc per row: rows that shared an id would share a doc (issue 16).
+    let identifies_rows = query_one::<bool>(
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_attribute a
+                          JOIN pg_catalog.pg_index i ON i.indrelid = a.attrelid
+                         WHERE a.attrelid = $1 AND a.attname = $2 AND NOT a.attisdropped
+                           AND a.attnotnull AND i.indisunique AND i.indisvalid
+                           AND i.indpred IS NULL AND i.indexprs IS NULL
+                           AND i.indnkeyatts = 1 AND i.indkey[0] = a.attnum)",
+        &[relid.into(), id_column.into()],
+    );
+    if identifies_rows != Some(true) {
+        crate::error::raise_with_hint(
+            PgSqlErrorCode::ERRCODE_INVALID_COLUMN_REFERENCE,
+            format!(
+                "pylon_crdt: entity \"{entity}\": id column \"{id_column}\" of table {table} does not identify a row by itself"
+            ),
+            "A row's doc is found by its id alone: the id column needs NOT NULL and a primary key or unique index on exactly that column.",
+        );
+    }
     for field in fields {
         let Some((_, ty)) = columns.iter().find(|(n, _)| *n == field.name) else {
             continue;

@@ -203,6 +203,13 @@ DELETE FROM task WHERE id OPERATOR(pg_catalog.=) 't2';
 SELECT pylon_crdt_delete('Memo', 'n2');
 TRUNCATE task;
 SELECT pylon_crdt_disable('task', drop_docs => true);
+-- Dropping an enabled table runs the extension's sql_drop event trigger.
+CREATE TABLE doomed (id pg_catalog.text PRIMARY KEY, title pg_catalog.text);
+SELECT pylon_crdt_enable('doomed', '{"title":"string"}');
+INSERT INTO doomed VALUES ('d1', 'gone soon');
+DROP TABLE doomed;
+SELECT pg_catalog.count(*) AS doomed_registrations FROM public._pylon_crdt_registry
+ WHERE entity OPERATOR(pg_catalog.=) 'doomed';
 -- Privileges hold with the hostile path too: another role's docs and the sidecar stay closed.
 SELECT public.sqlstate_of($$SELECT pylon_crdt_project('secret', 's1')$$) AS read_secret;
 SELECT public.sqlstate_of($$SELECT pylon_crdt_apply_patch('secret', 's1', '{"title":"mine"}')$$) AS write_secret;
