@@ -20,7 +20,7 @@
 //! the entity table) see the pinned path too, as under a `SECURITY DEFINER` function with a
 //! `SET search_path` clause.
 //!
-//! Cost: a few microseconds per call at most (`bench/pin_cost.sql`), inside the noise of a
+//! Cost: about 2 µs per call (`bench/pin_cost.sql`), inside the noise of a
 //! write of about 600 µs (benchmark cells (g) and (h)). A call whose path is already pinned
 //! (the trigger during the extension's own UPDATE) skips it.
 
