@@ -24,15 +24,16 @@ impl std::fmt::Display for RowRef<'_> {
 
 /// Raises an ERROR; the transaction aborts, so nothing a failed call did is kept.
 pub fn raise(code: PgSqlErrorCode, message: String) -> ! {
-    ErrorReport::new(code, message, "pylon_crdt").report(PgLogLevel::ERROR);
-    unreachable!("an ERROR report does not return")
+    report(ErrorReport::new(code, message, "pylon_crdt"))
 }
 
 /// `raise` with a HINT saying what to do.
 pub fn raise_with_hint(code: PgSqlErrorCode, message: String, hint: &str) -> ! {
-    ErrorReport::new(code, message, "pylon_crdt")
-        .set_hint(hint)
-        .report(PgLogLevel::ERROR);
+    report(ErrorReport::new(code, message, "pylon_crdt").set_hint(hint))
+}
+
+fn report(error: ErrorReport) -> ! {
+    error.report(PgLogLevel::ERROR);
     unreachable!("an ERROR report does not return")
 }
 
