@@ -14,25 +14,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/pg-env.sh
 
-as_postgres() {
-  if [ "$(id -u)" = 0 ]; then sudo -u postgres "$@"; else "$@"; fi
-}
-
 case "${1:-}" in
   start)
     install -d -m 755 "$WORK"
-    if [ ! -f "$DATA/PG_VERSION" ]; then
-      if [ "$(id -u)" = 0 ]; then install -d -o postgres -g postgres -m 700 "$DATA"; else install -d -m 700 "$DATA"; fi
-      as_postgres "$PGBIN/initdb" -D "$DATA" -U postgres -A trust -E UTF8 --locale=C.UTF-8 --no-instructions >/dev/null
-    fi
-    # The wheel builds' contrib modules that use libpq (dblink) carry the builder's RUNPATH
-    # (/opt/postgresql/lib) and would load the system's older libpq: point them at their own.
-    libs=()
-    [ "$PG_MAJOR" = 15 ] || libs=(env "LD_LIBRARY_PATH=$("$PG_CONFIG" --libdir)")
-    if ! as_postgres "$PGBIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1; then
-      as_postgres "${libs[@]}" "$PGBIN/pg_ctl" -D "$DATA" -l "$DATA/server.log" -w \
-        -o "-p $PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=''" start >/dev/null
-    fi
+    start_server "$PGBIN" "$DATA" "$PORT"
     echo "postgresql://postgres@127.0.0.1:$PORT/postgres"
     ;;
   stop)

@@ -23,7 +23,6 @@ for major in 15 16; do
 done
 
 dir="$WORK/cross-version"
-as_postgres() { if [ "$(id -u)" = 0 ]; then sudo -u postgres "$@"; else "$@"; fi; }
 cleanup() {
   for d in old mid dump upgraded; do
     for bin in "$OLD_BIN" "$MID_BIN" "$NEW_BIN"; do
@@ -36,19 +35,13 @@ trap cleanup EXIT
 cleanup
 install -d -m 755 "$WORK"
 if [ "$(id -u)" = 0 ]; then install -d -o postgres -g postgres "$dir"; else install -d "$dir"; fi
-start() { # bin, name, port
-  [ -f "$dir/$2/PG_VERSION" ] ||
-    as_postgres "$1/initdb" -D "$dir/$2" -U postgres -A trust -E UTF8 --locale=C.UTF-8 --no-instructions >/dev/null
-  as_postgres "$1/pg_ctl" -D "$dir/$2" -l "$dir/$2.log" -w \
-    -o "-p $3 -c listen_addresses=127.0.0.1 -c unix_socket_directories=''" start >/dev/null
-}
 on() { # port, sql... : unaligned, tuples only, in database app
   local port=$1; shift
   "$NEW_BIN/psql" "postgresql://postgres@127.0.0.1:$port/app" -X -q -A -t -v ON_ERROR_STOP=1 "$@"
 }
 OLD_PORT=54461 DUMP_PORT=54462 UPGRADED_PORT=54463 MID_PORT=54464
 populate() { # bin, name, port: the sample docs written on that server
-  start "$1" "$2" "$3"
+  start_server "$1" "$dir/$2" "$3"
   "$NEW_BIN/psql" "postgresql://postgres@127.0.0.1:$3/postgres" -X -q -c "CREATE DATABASE app"
   on "$3" -c "CREATE EXTENSION pylon_crdt" -c "$SAMPLE_DOCS_SQL" >/dev/null
 }
@@ -56,7 +49,7 @@ populate() { # bin, name, port: the sample docs written on that server
 # pg_dump of a 15 database, restored into a 17 cluster.
 populate "$OLD_BIN" old $OLD_PORT
 check "docs written on 15" "$SAMPLE_DOCS_READ" "$(read_sample_docs on $OLD_PORT)"
-start "$NEW_BIN" dump $DUMP_PORT
+start_server "$NEW_BIN" "$dir/dump" $DUMP_PORT
 "$OLD_BIN/pg_dump" -Fc -d "postgresql://postgres@127.0.0.1:$OLD_PORT/app" -f "$dir/app.dump"
 "$NEW_BIN/psql" "postgresql://postgres@127.0.0.1:$DUMP_PORT/postgres" -X -q -c "CREATE DATABASE app"
 "$NEW_BIN/pg_restore" --exit-on-error -d "postgresql://postgres@127.0.0.1:$DUMP_PORT/app" "$dir/app.dump"
@@ -67,10 +60,10 @@ check_sample_writes "restored into 17" on $DUMP_PORT
 populate "$MID_BIN" mid $MID_PORT
 check "docs written on 16" "$SAMPLE_DOCS_READ" "$(read_sample_docs on $MID_PORT)"
 as_postgres "$MID_BIN/pg_ctl" -D "$dir/mid" -m fast -w stop >/dev/null
-as_postgres "$NEW_BIN/initdb" -D "$dir/upgraded" -U postgres -A trust -E UTF8 --locale=C.UTF-8 --no-instructions >/dev/null
+init_server "$NEW_BIN" "$dir/upgraded"
 (cd "$dir" && as_postgres "$NEW_BIN/pg_upgrade" -b "$MID_BIN" -B "$NEW_BIN" -d "$dir/mid" -D "$dir/upgraded" \
    -U postgres >"$dir/pg_upgrade.out" 2>&1) || { tail -n 30 "$dir/pg_upgrade.out"; exit 1; }
-start "$NEW_BIN" upgraded $UPGRADED_PORT
+start_server "$NEW_BIN" "$dir/upgraded" $UPGRADED_PORT
 check "pg_upgrade 16 -> 17: the same docs" "$SAMPLE_DOCS_READ" "$(read_sample_docs on $UPGRADED_PORT)"
 check_sample_writes "upgraded to 17" on $UPGRADED_PORT
 finish
