@@ -8,6 +8,7 @@ pub mod doc;
 mod alloc;
 
 mod api;
+mod batch;
 mod cache;
 mod error;
 mod lookup;
@@ -72,6 +73,7 @@ pub extern "C-unwind" fn _PG_init() {
         GucFlags::default(),
     );
     cache::init();
+    batch::init();
     materialize::init();
     store::init();
 }

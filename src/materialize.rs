@@ -32,6 +32,9 @@ pub struct EntityTable {
     pub columns: Vec<(String, String)>,
     /// The table's composite row type.
     pub rowtype: pg_sys::Oid,
+    /// Whether the table has the statement trigger that stores docs its row triggers queued
+    /// (`batch`); tables enabled before 0.3.0 get it on `ALTER EXTENSION … UPDATE`.
+    pub flushes: bool,
 }
 
 /// What a lookup was for: entity tables are resolved on every call and trigger, so their
@@ -138,6 +141,11 @@ impl EntityTable {
             fields: Some(fields),
             columns: columns_of(relid),
             rowtype: rowtype_of(relid),
+            flushes: query_one::<bool>(
+                "SELECT true FROM pg_catalog.pg_trigger WHERE tgrelid = $1 AND tgname = 'pylon_crdt_flush' AND tgenabled <> 'D'",
+                &[relid.into()],
+            )
+            .is_some(),
         };
         Some((entity.as_str()?.to_owned(), table))
     }
@@ -169,6 +177,7 @@ impl EntityTable {
                 fields: None,
                 columns: columns_of(relid),
                 rowtype: rowtype_of(relid),
+                flushes: false,
             })
         })
     }

@@ -122,18 +122,25 @@ fn load(row: RowRef<'_>) -> Loaded {
     }
 }
 
-/// The core of every write, for a caller that already holds the entity row's lock (or has
-/// none): take the advisory lock, load the doc (a new one seeded from `seed()`, the row's
-/// current values, when the row has no doc yet), apply `change`, store, return the projection.
-/// Errors raise and abort the transaction, so nothing is half written; the doc goes back to
-/// the cache only after everything succeeded.
+/// When a write's doc is stored: at once, or queued for the end of the statement (`batch`),
+/// which only a row trigger on an enabled table with its flush trigger may ask for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Save {
+    Now,
+    Batched,
+}
+
+/// The core of every write, for a caller that holds the row's lock (see `lock`): load the doc
+/// (a new one seeded from `seed()`, the row's current values, when the row has no doc yet),
+/// apply `change`, store, return the projection. Errors raise and abort the transaction, so
+/// nothing is half written; the doc goes back to the cache only after everything succeeded.
 pub fn merge(
     row: RowRef<'_>,
     fields: &[Field],
     seed: impl FnOnce() -> Option<Map<String, Value>>,
     change: impl FnOnce(&LoroDoc) -> Result<(), DocError>,
+    save: Save,
 ) -> Merged {
-    store::lock_row(row);
     let Loaded {
         doc,
         stamp,
@@ -156,13 +163,23 @@ pub fn merge(
     };
     doc::guarded(|| change(&doc)).or_raise(row);
     let projection = doc::guarded(|| doc::project(&doc, fields)).or_raise(row);
-    let stamp = if exists && doc.oplog_vv() == before {
-        stamp // nothing changed: no write, no WAL
-    } else {
-        persist(row, &doc, &before, stamp, storage, exists)
-    };
+    let unchanged = exists && doc.oplog_vv() == before; // then no write, no WAL
     cache::remember_peer(row.entity, row.row_id, &doc);
-    cache::put(row.entity, row.row_id, doc.into_inner(), stamp);
+    let batched = save == Save::Batched
+        && storage == Storage::Snapshot
+        && stamp.log_seq.is_none()
+        && !unchanged;
+    if batched {
+        let snapshot = doc::guarded(|| Ok(doc::snapshot(&doc))).or_raise(row);
+        crate::batch::save(row, doc.into_inner(), snapshot);
+    } else {
+        let stamp = if unchanged {
+            stamp
+        } else {
+            persist(row, &doc, &before, stamp, storage, exists)
+        };
+        cache::put(row.entity, row.row_id, doc.into_inner(), stamp);
+    }
     let changed = differing(old.as_object(), &projection);
     Merged {
         projection,
@@ -227,20 +244,34 @@ pub enum Change<'a> {
     Import(&'a [u8]),
 }
 
+/// Takes what orders writers of a row's doc, and says whether an enabled table's row exists.
+///
+/// - An enabled table's row: its row lock (`FOR UPDATE`, as the caller). Every path to an
+///   enabled table's docs holds it: its triggers fire with the row locked, and the functions
+///   lock it first. Row locks live in the tuple, not in the shared lock table, so a statement
+///   may write any number of rows (issue 16). A row that does not exist yet is created by an
+///   INSERT, and the table's unique id index makes a concurrent creator of the same row wait
+///   and then fail (23505), as two plain INSERTs would.
+/// - Any other entity: the runtime's advisory lock on (entity, row), which the runtime takes
+///   first and holds until commit, so extension and runtime writers serialize. The runtime
+///   knows nothing coarser, so this costs one lock-table entry per row and transaction.
+pub fn lock(row: RowRef<'_>, table: Option<&EntityTable>) -> bool {
+    match table.filter(|t| t.is_registered()) {
+        Some(table) => table.lock_row(row),
+        None => {
+            store::lock_row(row);
+            false
+        }
+    }
+}
+
 /// A function-path write: check access, lock the entity row, merge, then write the row's
 /// columns (inserting the row for a patch to a registered entity whose row is missing).
 pub fn write(row: RowRef<'_>, entity: &Entity, change: Change<'_>) -> Value {
     let table = entity.table.as_ref();
     check_access(row, table, Access::Write);
     let registered = table.is_some_and(EntityTable::is_registered);
-    // Lock order. An enabled table's triggers run with the row already locked, so for it the
-    // row lock comes first. Any other table has no triggers of ours but may be written by the
-    // runtime, which takes the advisory lock first: follow it, and let the column UPDATE take
-    // the row lock. (`merge` takes the advisory lock again; a session may hold it twice.)
-    if !registered {
-        store::lock_row(row);
-    }
-    let row_exists = registered && table.is_some_and(|t| t.lock_row(row));
+    let row_exists = lock(row, table);
     if registered && !row_exists && matches!(change, Change::Import(_)) {
         raise(
             PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,
@@ -251,10 +282,16 @@ pub fn write(row: RowRef<'_>, entity: &Entity, change: Change<'_>) -> Value {
         );
     }
     let seed = || table.filter(|_| row_exists).and_then(|t| t.row_values(row));
-    let merged = merge(row, &entity.fields, seed, |d| match change {
-        Change::Patch(patch) => doc::apply_patch(d, &entity.fields, patch),
-        Change::Import(bytes) => doc::import(d, bytes),
-    });
+    let merged = merge(
+        row,
+        &entity.fields,
+        seed,
+        |d| match change {
+            Change::Patch(patch) => doc::apply_patch(d, &entity.fields, patch),
+            Change::Import(bytes) => doc::import(d, bytes),
+        },
+        Save::Now,
+    );
     match table {
         Some(table) if registered && !row_exists => table.insert_row(row, &merged.projection),
         // No UPDATE ran, or it found no row: make sure that is not row-level security hiding
@@ -308,7 +345,7 @@ pub fn snapshot(row: RowRef<'_>, table: Option<&EntityTable>) -> Vec<u8> {
 pub fn delete(row: RowRef<'_>) -> bool {
     let table = EntityTable::resolve(row.entity);
     check_access(row, table.as_ref(), Access::Delete);
-    store::lock_row(row);
+    lock(row, table.as_ref());
     cache::forget(row.entity, row.row_id);
     store::delete(row)
 }
@@ -317,10 +354,7 @@ pub fn delete(row: RowRef<'_>) -> bool {
 /// before the current version). Returns the snapshot's size.
 pub fn compact(row: RowRef<'_>, table: &Option<EntityTable>, trim_history: bool) -> usize {
     check_access(row, table.as_ref(), Access::Write);
-    if let Some(table) = table {
-        table.lock_row(row);
-    }
-    store::lock_row(row);
+    lock(row, table.as_ref());
     let Loaded {
         doc, stamp, exists, ..
     } = load(row);

@@ -325,6 +325,7 @@ pub fn init() {
 /// On every write's path: the row's stamp, its snapshot unless `known` already matches, the
 /// last log entry, and the entity's storage mode. Three index probes, no SPI (see `lookup`).
 pub fn fetch(row: RowRef<'_>, known: Option<&Stamp>) -> Stored {
+    crate::batch::flush_row(row);
     let probes = probes();
     let snapshot = CallSnapshot::take();
     let keys = [row.entity, row.row_id];
@@ -446,6 +447,7 @@ pub fn append_log(row: RowRef<'_>, update: &[u8]) -> i64 {
 
 /// Removes the doc and its log; true when there was one.
 pub fn delete(row: RowRef<'_>) -> bool {
+    crate::batch::flush_row(row);
     let s = sidecar();
     as_owner(|| {
         run(
@@ -465,6 +467,7 @@ pub fn delete(row: RowRef<'_>) -> bool {
 
 /// Removes every doc of an entity (TRUNCATE of its table, or disable with drop_docs).
 pub fn delete_entity(entity: &str) {
+    crate::batch::flush();
     let s = sidecar();
     as_owner(|| {
         run(
@@ -475,5 +478,57 @@ pub fn delete_entity(entity: &str) {
             &format!("DELETE FROM {} WHERE entity = $1", s.table),
             &[entity.into()],
         );
+    });
+}
+
+/// Stores many rows' snapshots of one entity in one statement (`batch`); returns each row's
+/// new stamp. Only for rows without a log.
+pub fn save_many(entity: &str, rows: &[(&str, &[u8])]) -> Vec<(String, Stamp)> {
+    if rows.is_empty() {
+        return Vec::new();
+    }
+    let query = format!(
+        "INSERT INTO {} AS s (entity, row_id, snapshot, updated_at)
+         SELECT $1, r.row_id, r.snapshot, now() FROM ROWS FROM (pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::bytea[])) AS r (row_id, snapshot)
+         ON CONFLICT (entity, row_id) DO UPDATE SET snapshot = excluded.snapshot, updated_at = excluded.updated_at
+         RETURNING s.row_id, s.xmin::text || ':' || s.ctid::text, pg_catalog.length(s.snapshot)",
+        sidecar().table
+    );
+    let ids: Vec<&str> = rows.iter().map(|(id, _)| *id).collect();
+    let snapshots: Vec<&[u8]> = rows.iter().map(|(_, s)| *s).collect();
+    as_owner(|| {
+        with_statement(
+            &query,
+            &[entity.into(), ids.into(), snapshots.into()],
+            |result| {
+                result
+                    .map(|r| {
+                        let row_id = r.get::<String>(1)?.unwrap_or_default();
+                        let stamp = Stamp {
+                            snapshot: r.get::<String>(2)?,
+                            snapshot_bytes: r.get::<i32>(3)?.unwrap_or(0).into(),
+                            ..Stamp::default()
+                        };
+                        Ok((row_id, stamp))
+                    })
+                    .collect()
+            },
+        )
+    })
+}
+
+/// Removes many rows' docs and logs of one entity in two statements (`batch`).
+pub fn delete_many(entity: &str, row_ids: &[&str]) {
+    if row_ids.is_empty() {
+        return;
+    }
+    let s = sidecar();
+    as_owner(|| {
+        for table in [&s.log, &s.table] {
+            run(
+                &format!("DELETE FROM {table} WHERE entity = $1 AND row_id = ANY ($2::text[])"),
+                &[entity.into(), row_ids.to_vec().into()],
+            );
+        }
     });
 }

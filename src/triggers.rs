@@ -23,7 +23,7 @@ use serde_json::{Map, Value};
 use crate::doc::{self, rowpatch, BaseType, Field, FieldKind};
 use crate::error::{raise, OrRaise, RowRef};
 use crate::materialize::{columns_of, EntityTable};
-use crate::row;
+use crate::row::{self, Save};
 use crate::search_path::pinned;
 use crate::store::{self, as_owner, query_one};
 
@@ -123,6 +123,10 @@ fn enable(relation: pg_sys::Oid, fields: JsonB, entity: Option<&str>, id_column:
             "pylon_crdt_truncate",
             "AFTER TRUNCATE ON {rel} FOR EACH STATEMENT",
         ),
+        (
+            "pylon_crdt_flush",
+            "AFTER INSERT OR UPDATE OR DELETE ON {rel} FOR EACH STATEMENT",
+        ),
     ] {
         let timing = timing.replace("{rel}", &name);
         Spi::run(&format!(
@@ -132,32 +136,48 @@ fn enable(relation: pg_sys::Oid, fields: JsonB, entity: Option<&str>, id_column:
     }
 
     // Existing rows: docs from their values (or, for rows that have docs, their projection).
+    // CREATE TRIGGER above locked the table against writers until commit, so the rows stay
+    // as read; they are read through a cursor and their docs stored in batches.
     let table = EntityTable::registered(&entity).expect("just registered");
-    let ids: Vec<String> = Spi::connect(|client| {
-        client
-            .select(
-                &format!(
-                    "SELECT t.{}::text FROM {name} AS t",
-                    quote_identifier(id_column)
-                ),
-                None,
-                &[],
-            )?
-            .map(|r| r.get::<String>(1).map(Option::unwrap_or_default))
-            .collect::<Result<Vec<_>, _>>()
-    })
-    .expect("listing existing rows");
-    for id in ids {
-        let row = RowRef {
-            entity: &entity,
-            row_id: &id,
-        };
-        let values = table.row_values(row);
-        let merged = row::merge(row, &parsed, || values.clone(), |_| Ok(()));
-        if let Some(stale) = values.and_then(|v| stale_columns(&v, &merged.projection)) {
-            table.update_columns(row, &stale);
+    let query = format!(
+        "SELECT t.{}::text, pg_catalog.to_jsonb(t) FROM {name} AS t",
+        quote_identifier(id_column)
+    );
+    let cursor = Spi::connect_mut(|client| client.open_cursor(&query, &[]).detach_into_name());
+    loop {
+        let rows = Spi::connect_mut(|client| {
+            let mut cursor = client.find_cursor(&cursor)?;
+            let rows = cursor
+                .fetch(1000)?
+                .map(|r| Ok((r.get::<String>(1)?.unwrap_or_default(), r.get::<JsonB>(2)?)))
+                .collect::<Result<Vec<_>, pgrx::spi::Error>>()?;
+            if rows.is_empty() {
+                drop(cursor); // closes the portal
+            } else {
+                std::mem::forget(cursor); // keeps it open for the next chunk
+            }
+            Ok::<_, pgrx::spi::Error>(rows)
+        })
+        .expect("reading the table");
+        if rows.is_empty() {
+            break;
+        }
+        for (id, values) in rows {
+            let row = RowRef {
+                entity: &entity,
+                row_id: &id,
+            };
+            let values = match values.map(|v| v.0) {
+                Some(Value::Object(map)) => Some(map),
+                _ => None,
+            };
+            let merged = row::merge(row, &parsed, || values.clone(), |_| Ok(()), Save::Batched);
+            if let Some(stale) = values.and_then(|v| stale_columns(&v, &merged.projection)) {
+                table.update_columns(row, &stale);
+            }
         }
     }
+    crate::batch::flush();
 }
 
 /// Removes the triggers and the registration. Docs stay unless `drop_docs`.
@@ -251,11 +271,12 @@ fn check_entity_is_ours(entity: RowRef<'_>, table: &str, relation: pg_sys::Oid) 
     }
 }
 
-const TRIGGERS: [&str; 4] = [
+const TRIGGERS: [&str; 5] = [
     "pylon_crdt_update",
     "pylon_crdt_insert",
     "pylon_crdt_delete",
     "pylon_crdt_truncate",
+    "pylon_crdt_flush",
 ];
 
 fn drop_triggers(table: &str) {
@@ -387,6 +408,12 @@ fn on_trigger<'a>(
     trigger: &'a pgrx::PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, impl WhoAllocated>>, pgrx::PgTriggerError> {
     let relid = trigger.relid()?;
+    let statement = matches!(trigger.level(), PgTriggerLevel::Statement);
+    if statement && !matches!(trigger.op()?, PgTriggerOperation::Truncate) {
+        // pylon_crdt_flush: the statement's queued docs are stored now.
+        crate::batch::flush();
+        return Ok(None);
+    }
     let Some((entity, table)) = EntityTable::registered_relation(relid) else {
         // Registration removed while the trigger stayed (e.g. a restored dump without it).
         return Ok(trigger.new().map(|t| t.into_owned()));
@@ -396,6 +423,11 @@ fn on_trigger<'a>(
         row_id: "",
     });
     let rowtype = table.rowtype;
+    let save = if table.flushes {
+        Save::Batched
+    } else {
+        Save::Now
+    };
     let id_of = |values: &Map<String, Value>| match values.get(&table.id_column) {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Null) | None => raise(
@@ -436,6 +468,7 @@ fn on_trigger<'a>(
                 &fields,
                 || Some(old.clone()),
                 |d| doc::apply_patch(d, &fields, &patch),
+                save,
             );
             // Usually NEW already shows the projection (no concurrent peer edit): keep it.
             match stale_columns(&new, &merged.projection) {
@@ -461,6 +494,7 @@ fn on_trigger<'a>(
                     &fields,
                     || None,
                     |d| doc::apply_patch(d, &fields, &patch),
+                    save,
                 );
                 if let Some(stale) = stale_columns(&new, &merged.projection) {
                     table.update_columns(row, &stale);
@@ -475,8 +509,13 @@ fn on_trigger<'a>(
                 entity: &entity,
                 row_id: &row_id,
             };
-            store::lock_row(row);
-            store::delete(row);
+            // The DELETE holds the row's lock.
+            match save {
+                Save::Batched => crate::batch::delete(row),
+                Save::Now => {
+                    store::delete(row);
+                }
+            }
             Ok(None)
         }
         PgTriggerOperation::Truncate => {

@@ -29,6 +29,7 @@ fn pylon_crdt_verify(
 
 /// (entity, row_id, problem) for every row with a problem.
 fn problems(entity: Option<&str>) -> Vec<(String, String, String)> {
+    crate::batch::flush();
     let sidecar = store::sidecar();
     let mut problems = Vec::new();
 

@@ -6,7 +6,7 @@
 # Every later release adds its upgrade script and its version to FROM_VERSIONS.
 source "$(dirname "$0")/lib.sh"
 
-FROM_VERSIONS=(0.1.0)
+FROM_VERSIONS=(0.1.0 0.2.0)
 extdir="$("$PG_CONFIG" --sharedir)/extension"
 current=$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$extdir/pylon_crdt.control")
 
@@ -68,6 +68,8 @@ for from in "${FROM_VERSIONS[@]}"; do
   sql "$db" -c "ALTER EXTENSION pylon_crdt UPDATE"
   check "$from updated to $current" "$current" "$(sql "$db" -c "SELECT extversion FROM pg_extension WHERE extname = 'pylon_crdt'")"
   check "$from: docs written before read back, pylon_crdt_verify finds nothing" "$SAMPLE_DOCS_READ" "$(read_sample_docs sql "$db")"
+  check "$from: the enabled table has the statement trigger that stores queued docs" "pylon_crdt_flush" \
+    "$(sql "$db" -c "SELECT tgname FROM pg_trigger WHERE tgrelid = 'task'::regclass AND tgname = 'pylon_crdt_flush'")"
   check_sample_writes "$from, updated" sql "$db"
 
   fresh_db upgrade_fresh
