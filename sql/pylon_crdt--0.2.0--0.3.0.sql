@@ -21,3 +21,34 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- Schema changes that would break an enabled table's registration are refused (src/ddl.rs).
+CREATE FUNCTION "_pylon_crdt_check_ddl"(
+	"phase" TEXT /* & str */
+) RETURNS void
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_pylon_crdt_check_ddl_wrapper';
+-- Schema changes that would break an enabled table's registration are refused before they
+-- commit (issue 16; see src/ddl.rs): the columns of enabled tables are remembered when an
+-- ALTER TABLE or DROP INDEX starts and checked when it ends. The checks only read catalogs
+-- and the registry; they run as the extension's owner so that a role without rights on the
+-- extension's schema can still alter its own tables.
+CREATE FUNCTION @extschema@._pylon_crdt_ddl_start() RETURNS pg_catalog.event_trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM @extschema@._pylon_crdt_check_ddl('start');
+END
+$$;
+CREATE FUNCTION @extschema@._pylon_crdt_ddl_end() RETURNS pg_catalog.event_trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM @extschema@._pylon_crdt_check_ddl('end');
+END
+$$;
+CREATE EVENT TRIGGER _pylon_crdt_ddl_start ON ddl_command_start
+    WHEN TAG IN ('ALTER TABLE', 'DROP INDEX')
+    EXECUTE FUNCTION @extschema@._pylon_crdt_ddl_start();
+CREATE EVENT TRIGGER _pylon_crdt_ddl_end ON ddl_command_end
+    WHEN TAG IN ('ALTER TABLE', 'DROP INDEX')
+    EXECUTE FUNCTION @extschema@._pylon_crdt_ddl_end();

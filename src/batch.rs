@@ -15,7 +15,7 @@
 //! (a statement trigger disabled by hand) fails instead of losing them.
 
 use std::cell::RefCell;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use loro::LoroDoc;
 use pgrx::pg_sys;
@@ -30,8 +30,8 @@ use crate::store;
 const FLUSH_EVERY: usize = 1000;
 
 enum Op {
-    /// Store this snapshot (the doc is cached once it is stored).
-    Save { snapshot: Vec<u8>, doc: LoroDoc },
+    /// Store this doc's snapshot.
+    Save(LoroDoc),
     /// Remove the row's doc and log.
     Delete,
 }
@@ -88,9 +88,9 @@ fn push(row: RowRef<'_>, op: Op) {
     }
 }
 
-/// Queues a row's new snapshot; `doc` is the doc it encodes.
-pub fn save(row: RowRef<'_>, doc: LoroDoc, snapshot: Vec<u8>) {
-    push(row, Op::Save { snapshot, doc });
+/// Queues a row's changed doc, to be encoded and stored with the rest of the queue.
+pub fn save(row: RowRef<'_>, doc: LoroDoc) {
+    push(row, Op::Save(doc));
 }
 
 /// Queues the removal of a row's doc.
@@ -106,9 +106,11 @@ pub fn flush_row(row: RowRef<'_>) {
     }
 }
 
-/// Writes everything queued: per entity, one upsert for the saved rows and one delete for
-/// the deleted ones. The queue is taken first, so a trigger fired by these writes starts
-/// with an empty one.
+/// Writes everything queued: the docs are encoded (on two threads when there are many),
+/// then, per entity, one upsert stores the saved rows and one delete removes the deleted
+/// ones. The queue is taken first, so a trigger fired by these writes starts with an empty
+/// one. A small queue (a statement over a few rows) leaves its docs in the cache; a large
+/// one drops them where they were encoded, off the backend's thread.
 pub fn flush() {
     let rows = with_queue(|q| {
         q.keys.clear();
@@ -117,39 +119,157 @@ pub fn flush() {
     if rows.is_empty() {
         return;
     }
+    let keep = rows.len() <= KEEP_IN_CACHE;
+    let (rows, docs): (Vec<(String, String)>, Vec<Option<LoroDoc>>) = rows
+        .into_iter()
+        .map(|r| {
+            let doc = match r.op {
+                Op::Save(doc) => Some(doc),
+                Op::Delete => None,
+            };
+            ((r.entity, r.row_id), doc)
+        })
+        .unzip();
+    let (snapshots, docs) = encode_all(docs, keep);
     let mut entities: Vec<&str> = Vec::new();
-    for queued in &rows {
-        if !entities.contains(&queued.entity.as_str()) {
-            entities.push(&queued.entity);
+    for (entity, _) in &rows {
+        if !entities.contains(&entity.as_str()) {
+            entities.push(entity);
         }
     }
-    let mut docs = Vec::new();
+    let mut stamps = HashMap::new();
     for entity in entities {
         let mut saved: Vec<(&str, &[u8])> = Vec::new();
         let mut deleted: Vec<&str> = Vec::new();
-        for queued in rows.iter().filter(|r| r.entity == entity) {
-            match &queued.op {
-                Op::Save { snapshot, .. } => saved.push((&queued.row_id, snapshot)),
-                Op::Delete => deleted.push(&queued.row_id),
+        for ((_, row_id), snapshot) in rows
+            .iter()
+            .zip(&snapshots)
+            .filter(|((e, _), _)| e == entity)
+        {
+            match snapshot {
+                Some(Ok(bytes)) => saved.push((row_id, bytes)),
+                Some(Err(message)) => raise(
+                    PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+                    format!(
+                        "pylon_crdt: {}: internal error in Loro: {message}",
+                        RowRef { entity, row_id }
+                    ),
+                ),
+                None => deleted.push(row_id),
             }
         }
         store::delete_many(entity, &deleted);
-        docs.push((entity.to_owned(), store::save_many(entity, &saved)));
+        for (row_id, stamp) in store::save_many(entity, &saved) {
+            stamps.insert((entity.to_owned(), row_id), stamp);
+        }
     }
     // Cache what was stored, under the stamps the writes returned.
-    let mut stamps: std::collections::HashMap<(String, String), store::Stamp> = docs
-        .into_iter()
-        .flat_map(|(entity, stamps)| {
-            stamps
-                .into_iter()
-                .map(move |(row_id, stamp)| ((entity.clone(), row_id), stamp))
+    for (key, doc) in rows.into_iter().zip(docs) {
+        if let (Some(doc), Some(stamp)) = (doc, stamps.remove(&key)) {
+            cache::put(&key.0, &key.1, doc, stamp);
+        }
+    }
+}
+
+/// Queues up to this long keep their docs in the cache after they are stored.
+const KEEP_IN_CACHE: usize = 64;
+
+/// A snapshot per doc (None where there is no doc), and the docs back when `keep`. Encoding
+/// is pure Loro work, so past a few docs the second half is encoded (and, unless kept,
+/// dropped) on a thread of its own, which never calls into Postgres; Postgres' signals stay
+/// blocked on it. A Loro panic becomes that row's error.
+fn encode_all(
+    docs: Vec<Option<LoroDoc>>,
+    keep: bool,
+) -> (Vec<Option<Result<Vec<u8>, String>>>, Vec<Option<LoroDoc>>) {
+    fn encode(
+        docs: Vec<Option<LoroDoc>>,
+        keep: bool,
+    ) -> (Vec<Option<Result<Vec<u8>, String>>>, Vec<Option<LoroDoc>>) {
+        let snapshots = docs
+            .iter()
+            .map(|doc| {
+                doc.as_ref().map(|doc| {
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        crate::doc::snapshot(doc)
+                    }))
+                    .map_err(|payload| {
+                        payload
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| payload.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "panic without a message".into())
+                    })
+                })
+            })
+            .collect();
+        let failed = docs
+            .iter()
+            .zip(&snapshots)
+            .any(|(_, s): (_, &Option<Result<_, _>>)| matches!(s, Some(Err(_))));
+        if failed {
+            // A doc Loro panicked on may panic again when dropped: leak them all.
+            std::mem::forget(docs);
+            return (snapshots, Vec::new());
+        }
+        if keep {
+            (snapshots, docs)
+        } else {
+            drop(docs);
+            (snapshots, Vec::new())
+        }
+    }
+    let n = docs.len();
+    if keep || n < 2 * KEEP_IN_CACHE {
+        let (snapshots, kept) = encode(docs, keep);
+        let kept = if kept.is_empty() {
+            (0..n).map(|_| None).collect()
+        } else {
+            kept
+        };
+        return (snapshots, kept);
+    }
+    let mut first = docs;
+    let second = first.split_off(n / 2);
+    let (mut snapshots, other) = {
+        let blocked = SignalsBlocked::new();
+        std::thread::scope(|scope| {
+            let worker = scope.spawn(move || encode(second, false));
+            drop(blocked); // the worker inherited the blocked mask; the backend needs its signals
+            let (mine, _) = encode(first, false);
+            (mine, worker.join())
         })
-        .collect();
-    for queued in rows {
-        if let Op::Save { doc, .. } = queued.op {
-            if let Some(stamp) = stamps.remove(&(queued.entity.clone(), queued.row_id.clone())) {
-                cache::put(&queued.entity, &queued.row_id, doc, stamp);
-            }
+    };
+    match other {
+        Ok((theirs, _)) => snapshots.extend(theirs),
+        Err(_) => raise(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            "pylon_crdt: the thread encoding docs failed".into(),
+        ),
+    }
+    (snapshots, (0..n).map(|_| None).collect())
+}
+
+/// Blocks every signal on this thread while alive, so a thread spawned meanwhile starts with
+/// them blocked: Postgres' handlers must only ever run on the backend's own thread.
+struct SignalsBlocked(libc::sigset_t);
+
+impl SignalsBlocked {
+    fn new() -> SignalsBlocked {
+        unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
+            SignalsBlocked(old)
+        }
+    }
+}
+
+impl Drop for SignalsBlocked {
+    fn drop(&mut self) {
+        unsafe {
+            libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut());
         }
     }
 }

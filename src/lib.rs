@@ -10,6 +10,7 @@ mod alloc;
 mod api;
 mod batch;
 mod cache;
+mod ddl;
 mod error;
 mod lookup;
 mod materialize;

@@ -170,8 +170,7 @@ pub fn merge(
         && stamp.log_seq.is_none()
         && !unchanged;
     if batched {
-        let snapshot = doc::guarded(|| Ok(doc::snapshot(&doc))).or_raise(row);
-        crate::batch::save(row, doc.into_inner(), snapshot);
+        crate::batch::save(row, doc.into_inner());
     } else {
         let stamp = if unchanged {
             stamp

@@ -302,17 +302,7 @@ fn check_columns(entity: &str, table: &str, relid: pg_sys::Oid, id_column: &str,
             ),
         );
     }
-    // One doc per row: rows that shared an id would share a doc (issue 16).
-    let identifies_rows = query_one::<bool>(
-        "SELECT EXISTS (SELECT FROM pg_catalog.pg_attribute a
-                          JOIN pg_catalog.pg_index i ON i.indrelid = a.attrelid
-                         WHERE a.attrelid = $1 AND a.attname = $2 AND NOT a.attisdropped
-                           AND a.attnotnull AND i.indisunique AND i.indisvalid
-                           AND i.indpred IS NULL AND i.indexprs IS NULL
-                           AND i.indnkeyatts = 1 AND i.indkey[0] = a.attnum)",
-        &[relid.into(), id_column.into()],
-    );
-    if identifies_rows != Some(true) {
+    if !identifies_rows(relid, id_column) {
         crate::error::raise_with_hint(
             PgSqlErrorCode::ERRCODE_INVALID_COLUMN_REFERENCE,
             format!(
@@ -339,8 +329,22 @@ fn check_columns(entity: &str, table: &str, relid: pg_sys::Oid, id_column: &str,
     }
 }
 
+/// One doc per row: rows that shared an id would share a doc (issue 16). The id column must
+/// be NOT NULL with a valid unique index (or primary key) on exactly that column.
+pub fn identifies_rows(relid: pg_sys::Oid, id_column: &str) -> bool {
+    query_one::<bool>(
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_attribute a
+                          JOIN pg_catalog.pg_index i ON i.indrelid = a.attrelid
+                         WHERE a.attrelid = $1 AND a.attname = $2 AND NOT a.attisdropped
+                           AND a.attnotnull AND i.indisunique AND i.indisvalid
+                           AND i.indpred IS NULL AND i.indexprs IS NULL
+                           AND i.indnkeyatts = 1 AND i.indkey[0] = a.attnum)",
+        &[relid.into(), id_column.into()],
+    ) == Some(true)
+}
+
 /// Which column types can hold a kind's projection. jsonb and json hold anything.
-fn column_fits(field: &Field, sql_type: &str) -> bool {
+pub fn column_fits(field: &Field, sql_type: &str) -> bool {
     // "character varying(20)" -> "character varying", "timestamp(3) with time zone" -> "timestamp with time zone"
     let base: String = {
         let mut out = String::new();
@@ -442,8 +446,11 @@ fn on_trigger<'a>(
 
     match trigger.op()? {
         PgTriggerOperation::Update => {
-            let new = to_json(trigger.new().expect("UPDATE has NEW"), rowtype);
-            let old = to_json(trigger.old().expect("UPDATE has OLD"), rowtype);
+            let (old, new) = to_json_pair(
+                trigger.old().expect("UPDATE has OLD"),
+                trigger.new().expect("UPDATE has NEW"),
+                rowtype,
+            );
             let row_id = id_of(&new);
             if id_of(&old) != row_id {
                 raise(
@@ -531,6 +538,35 @@ fn to_json<A: WhoAllocated>(tuple: PgHeapTuple<'_, A>, rowtype: pg_sys::Oid) -> 
     match query_one::<JsonB>("SELECT pg_catalog.to_jsonb($1)", &[arg]).map(|j| j.0) {
         Some(Value::Object(map)) => map,
         _ => Map::new(),
+    }
+}
+
+/// OLD and NEW as JSON, in one statement.
+fn to_json_pair<A: WhoAllocated, B: WhoAllocated>(
+    old: PgHeapTuple<'_, A>,
+    new: PgHeapTuple<'_, B>,
+    rowtype: pg_sys::Oid,
+) -> (Map<String, Value>, Map<String, Value>) {
+    let args = unsafe {
+        [
+            pgrx::datum::DatumWithOid::new(old, rowtype),
+            pgrx::datum::DatumWithOid::new(new, rowtype),
+        ]
+    };
+    let pair = query_one::<JsonB>(
+        "SELECT pg_catalog.jsonb_build_array(pg_catalog.to_jsonb($1), pg_catalog.to_jsonb($2))",
+        &args,
+    );
+    match pair.map(|j| j.0) {
+        Some(Value::Array(mut both)) if both.len() == 2 => {
+            let object = |v: Value| match v {
+                Value::Object(map) => map,
+                _ => Map::new(),
+            };
+            let new = object(both.pop().unwrap_or_default());
+            (object(both.pop().unwrap_or_default()), new)
+        }
+        _ => (Map::new(), Map::new()),
     }
 }
 
