@@ -8,8 +8,9 @@
 #                                           the one installed in the system Postgres
 #
 # Knobs (see bench/src/main.rs): BENCH_SECONDS per cell (5), BENCH_EDITS (10000),
-# BENCH_CLIENTS (8), BENCH_POOL (200), BENCH_CONTENDED (1). The run takes about 3 minutes on
-# 2 cores, after the release build of the extension (about 5 minutes cold). The cluster keeps
+# BENCH_CLIENTS (8), BENCH_POOL (200), BENCH_CONTENDED (1); BENCH_BULK_ROWS (100000) for
+# bench/bulk.sql. The run takes about 3 minutes on 2 cores (plus about a minute for the bulk
+# statements), after the release build of the extension (about 5 minutes cold). The cluster keeps
 # running afterwards; stop it with
 #   PYLON_CRDT_PORT=54349 PYLON_CRDT_WORK=/var/tmp/pylon_crdt_bench scripts/cluster.sh stop
 set -euo pipefail
@@ -45,6 +46,12 @@ bench/target/release/pylon_crdt_bench "$url"
 # Issue 15: the search_path pin by itself, beside (g) and (h) above.
 echo
 "$(dirname "$(scripts/postgres-versions.sh --print-pg-config 15)")/psql" "$url" -X -q -A -t -f bench/pin_cost.sql | tail -n 1
+# Issue 16: one statement over many rows of an enabled table, beside a plain table.
+echo
+echo "| statement, ${BENCH_BULK_ROWS:-100000} rows | plain table rows/s | enabled table rows/s | enabled / plain time per row |"
+echo "|---|---|---|---|"
+"$(dirname "$(scripts/postgres-versions.sh --print-pg-config 15)")/psql" "$url" -X -q -A -t \
+  -v rows="${BENCH_BULK_ROWS:-100000}" -f bench/bulk.sql | grep '^|'
 if [ "$(sha256sum "$lib")" != "$before" ]; then
   echo "bench: $lib was replaced during the run, so the results mix builds: run again" >&2
   exit 1

@@ -171,6 +171,9 @@ pub fn flush() {
     }
 }
 
+/// Per queued row: its encoded snapshot (None for a removal), or the Loro panic's message.
+type Encoded = Vec<Option<Result<Vec<u8>, String>>>;
+
 /// Queues up to this long keep their docs in the cache after they are stored.
 const KEEP_IN_CACHE: usize = 64;
 
@@ -178,14 +181,8 @@ const KEEP_IN_CACHE: usize = 64;
 /// is pure Loro work, so past a few docs the second half is encoded (and, unless kept,
 /// dropped) on a thread of its own, which never calls into Postgres; Postgres' signals stay
 /// blocked on it. A Loro panic becomes that row's error.
-fn encode_all(
-    docs: Vec<Option<LoroDoc>>,
-    keep: bool,
-) -> (Vec<Option<Result<Vec<u8>, String>>>, Vec<Option<LoroDoc>>) {
-    fn encode(
-        docs: Vec<Option<LoroDoc>>,
-        keep: bool,
-    ) -> (Vec<Option<Result<Vec<u8>, String>>>, Vec<Option<LoroDoc>>) {
+fn encode_all(docs: Vec<Option<LoroDoc>>, keep: bool) -> (Encoded, Vec<Option<LoroDoc>>) {
+    fn encode(docs: Vec<Option<LoroDoc>>, keep: bool) -> (Encoded, Vec<Option<LoroDoc>>) {
         let snapshots = docs
             .iter()
             .map(|doc| {

@@ -10,6 +10,7 @@
 //!   values);
 //! - a type a field's kind cannot be materialized into;
 //! - losing what makes the id identify a row (its NOT NULL, or its unique index).
+//!
 //! Renaming the table, and any change to other columns, keep working.
 //!
 //! A registration is enforced once its table has the extension's triggers. pg_restore creates
@@ -28,9 +29,12 @@ use crate::search_path::pinned;
 use crate::store::query_column;
 use crate::triggers::{column_fits, identifies_rows};
 
+/// A table's live columns as (attnum, name).
+type Columns = Vec<(i16, String)>;
+
 thread_local! {
-    /// (table, its live columns as (attnum, name)) at the start of the current command.
-    static BEFORE: RefCell<Vec<(pg_sys::Oid, Vec<(i16, String)>)>> = const { RefCell::new(Vec::new()) };
+    /// Each enforced table's columns at the start of the current command.
+    static BEFORE: RefCell<Vec<(pg_sys::Oid, Columns)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Called by the `_pylon_crdt_check_ddl_*` event triggers with `start` or `end`.
@@ -89,7 +93,7 @@ fn enforced() -> Vec<Enforced> {
     .collect()
 }
 
-fn attributes(relid: pg_sys::Oid) -> Vec<(i16, String)> {
+fn attributes(relid: pg_sys::Oid) -> Columns {
     query_column::<pgrx::JsonB>(
         "SELECT pg_catalog.jsonb_build_array(attnum, attname::text) FROM pg_catalog.pg_attribute
           WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped",
