@@ -1,33 +1,50 @@
-//! Sidecar writes deferred to the end of a statement over many rows of an enabled table
-//! (issue 16).
+//! Statements over many rows of an enabled table (issue 16): `INSERT … SELECT`, `COPY`,
+//! multi-row `UPDATE` and `DELETE`.
 //!
-//! A row trigger computes the row's doc and projection at once (NEW must show the projection,
-//! so that part cannot wait), but the doc's sidecar write can: it is queued here and written
-//! with the queue's other rows in one statement per entity, `FLUSH_EVERY` rows at a time, by
-//! the table's statement-level trigger at the end of the statement (or earlier, when the
-//! queue is full). One statement per thousand rows instead of one per row is most of what
-//! makes `INSERT … SELECT`, `COPY` and multi-row `UPDATE`/`DELETE` fast.
+//! Per row, a write costs a Postgres part (the trigger, the row as JSON, storing the doc) and
+//! a Loro part (decode, patch, project, encode) of about the same size. A statement's first
+//! `ROWS_IN_TRIGGER` rows are written as single rows are: the trigger does the Loro part and
+//! queues only the doc's storing (`save`, `delete`), so a short statement keeps its docs in the
+//! cache. Past them, the trigger hands the row to a job instead (`submit`): a row's whole Loro
+//! part, `doc::rebuild`, which needs nothing from Postgres. Jobs run `CHUNK` at a time on a
+//! thread of their own while the backend goes on with the statement's next rows; each chunk's
+//! stored docs are read with one query before it starts, and its results stored with one
+//! upsert after it ends. An UPDATE's trigger returns NEW as the statement made it, which is
+//! the projection whenever the doc agreed with the row before (the enabled-table invariant);
+//! a row whose projection differs anyway (a tree's new node ids, a doc changed while the
+//! trigger was off) is corrected when its chunk is stored. Everything queued is stored by the
+//! table's statement-level trigger, `pylon_crdt_flush`, at the end of the statement.
 //!
 //! The queue never shows an old doc to anyone who asks the extension: reading or writing a
-//! queued row (`store::fetch`, `store::delete`) or a whole entity writes the queue first, and
-//! a row is queued at most once (queueing it again writes the queue first). What a rolled-back
+//! queued row (`store::fetch`, `store::delete`) or a whole entity stores the queue first, and
+//! a row is queued at most once (queueing it again stores the queue first). What a rolled-back
 //! savepoint queued is dropped with it; a transaction that would commit with rows still queued
 //! (a statement trigger disabled by hand) fails instead of losing them.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use loro::LoroDoc;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
+use serde_json::{Map, Value};
 
 use crate::cache;
+use crate::doc::{self, DocError, Field, Rebuilt};
 use crate::error::{raise, RowRef};
 use crate::store;
 
-/// Rows queued before the queue is written even though the statement goes on: bounds the
+/// Rows queued before the queue is stored even though the statement goes on: bounds the
 /// memory a statement over millions of rows holds (about 1 KB per small row).
 const FLUSH_EVERY: usize = 1000;
+
+/// Rows of a statement its row triggers write themselves before they hand rows to jobs.
+const ROWS_IN_TRIGGER: usize = 64;
+
+/// Jobs a thread runs at a time.
+const CHUNK: usize = 500;
 
 enum Op {
     /// Store this doc's snapshot.
@@ -44,10 +61,62 @@ struct Queued {
     subxact: pg_sys::SubTransactionId,
 }
 
+/// A row handed over by its trigger: what `doc::rebuild` needs, and what the row must show.
+pub struct Job {
+    pub relid: pg_sys::Oid,
+    pub entity: String,
+    pub row_id: String,
+    pub fields: Arc<Vec<Field>>,
+    pub patch: Value,
+    /// The row's values, to seed a doc for a row that has none (UPDATE).
+    pub seed: Option<Map<String, Value>>,
+    /// The row as the statement leaves it; columns the projection disagrees with are rewritten.
+    pub row: Map<String, Value>,
+}
+
+struct QueuedJob {
+    job: Job,
+    subxact: pg_sys::SubTransactionId,
+    /// Whether the row had log entries, which its new snapshot folds in.
+    had_log: bool,
+}
+
+/// A chunk of jobs and the thread running them.
+struct Running {
+    jobs: Vec<QueuedJob>,
+    thread: JoinHandle<Vec<Result<Rebuilt, DocError>>>,
+}
+
+/// A store in progress: the subtransaction it runs in, and those of the rows it stores.
+struct Storing {
+    within: pg_sys::SubTransactionId,
+    rows: Vec<pg_sys::SubTransactionId>,
+}
+
 #[derive(Default)]
 struct Queue {
     rows: Vec<Queued>,
+    waiting: Vec<QueuedJob>,
+    running: Option<Running>,
+    done: Vec<(QueuedJob, Result<Rebuilt, DocError>)>,
+    /// Every (entity, row) in any of the above.
     keys: HashSet<(String, String)>,
+    /// Rows the current statement's triggers have seen.
+    statement_rows: usize,
+    /// The subtransactions of the rows being stored right now. If storing fails with a
+    /// Postgres error and an enclosing savepoint catches it, rows of the surviving outer
+    /// subtransactions went down with the failed batch: `lost` then fails the commit.
+    storing: Option<Storing>,
+    lost: bool,
+}
+
+impl Queue {
+    fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+            && self.waiting.is_empty()
+            && self.running.is_none()
+            && self.done.is_empty()
+    }
 }
 
 thread_local! {
@@ -60,12 +129,16 @@ fn with_queue<R>(f: impl FnOnce(&mut Queue) -> R) -> R {
     QUEUE.with(|q| f(&mut q.borrow_mut()))
 }
 
+fn key(row: RowRef<'_>) -> (String, String) {
+    (row.entity.to_owned(), row.row_id.to_owned())
+}
+
 fn is_queued(row: RowRef<'_>) -> bool {
-    with_queue(|q| {
-        !q.rows.is_empty()
-            && q.keys
-                .contains(&(row.entity.to_owned(), row.row_id.to_owned()))
-    })
+    with_queue(|q| !q.keys.is_empty() && q.keys.contains(&key(row)))
+}
+
+fn subxact() -> pg_sys::SubTransactionId {
+    unsafe { pg_sys::GetCurrentSubTransactionId() }
 }
 
 fn push(row: RowRef<'_>, op: Op) {
@@ -73,18 +146,17 @@ fn push(row: RowRef<'_>, op: Op) {
         flush();
     }
     let full = with_queue(|q| {
-        q.keys
-            .insert((row.entity.to_owned(), row.row_id.to_owned()));
+        q.keys.insert(key(row));
         q.rows.push(Queued {
             entity: row.entity.to_owned(),
             row_id: row.row_id.to_owned(),
             op,
-            subxact: unsafe { pg_sys::GetCurrentSubTransactionId() },
+            subxact: subxact(),
         });
         q.rows.len() >= FLUSH_EVERY
     });
     if full {
-        flush();
+        store_rows();
     }
 }
 
@@ -99,26 +171,247 @@ pub fn delete(row: RowRef<'_>) {
     push(row, Op::Delete);
 }
 
-/// Writes the queue if it holds `row`: called before the row's doc is read or written.
+/// Counts a row of the current statement; true once the statement is past the rows its
+/// triggers write themselves, when the row should go to `submit`.
+pub fn wants_job() -> bool {
+    with_queue(|q| {
+        q.statement_rows += 1;
+        q.statement_rows > ROWS_IN_TRIGGER
+    })
+}
+
+/// Hands a row's write to a job.
+pub fn submit(job: Job) {
+    let row = RowRef {
+        entity: &job.entity,
+        row_id: &job.row_id,
+    };
+    if is_queued(row) {
+        flush();
+    }
+    cache::forget(&job.entity, &job.row_id);
+    let full = with_queue(|q| {
+        q.keys.insert((job.entity.clone(), job.row_id.clone()));
+        q.waiting.push(QueuedJob {
+            job,
+            subxact: subxact(),
+            had_log: false,
+        });
+        q.waiting.len() >= CHUNK
+    });
+    if full {
+        // Store the chunk that ran meanwhile, then start this one.
+        finish_running();
+        store_done();
+        start_waiting();
+    }
+}
+
+/// Stores the queue if it holds `row`: called before the row's doc is read or written.
 pub fn flush_row(row: RowRef<'_>) {
     if is_queued(row) {
         flush();
     }
 }
 
-/// Writes everything queued: the docs are encoded (on two threads when there are many),
-/// then, per entity, one upsert stores the saved rows and one delete removes the deleted
-/// ones. The queue is taken first, so a trigger fired by these writes starts with an empty
-/// one. A small queue (a statement over a few rows) leaves its docs in the cache; a large
-/// one drops them where they were encoded, off the backend's thread.
+/// Stores everything queued. Called at the end of each statement on an enabled table (the
+/// `pylon_crdt_flush` trigger), and whenever a queued row or a whole entity is about to be
+/// read or written.
 pub fn flush() {
+    finish_running();
+    store_done();
+    if with_queue(|q| !q.waiting.is_empty()) {
+        start_waiting();
+        finish_running();
+        store_done();
+    }
+    store_rows();
+    with_queue(|q| {
+        if q.is_empty() {
+            q.keys.clear();
+        }
+        q.statement_rows = 0;
+    });
+}
+
+/// Reads the waiting jobs' stored docs and starts a thread on them.
+fn start_waiting() {
+    let mut jobs = with_queue(|q| std::mem::take(&mut q.waiting));
+    if jobs.is_empty() {
+        return;
+    }
+    let mut stored: Vec<Vec<Vec<u8>>> = Vec::with_capacity(jobs.len());
+    let mut entities: Vec<String> = Vec::new();
+    for queued in &jobs {
+        if !entities.contains(&queued.job.entity) {
+            entities.push(queued.job.entity.clone());
+        }
+    }
+    let mut found: HashMap<(String, String), Vec<Vec<u8>>> = HashMap::new();
+    for entity in &entities {
+        let ids: Vec<&str> = jobs
+            .iter()
+            .filter(|q| &q.job.entity == entity)
+            .map(|q| q.job.row_id.as_str())
+            .collect();
+        for (row_id, blobs) in store::fetch_many(entity, &ids) {
+            found.insert((entity.clone(), row_id), blobs);
+        }
+    }
+    for queued in &mut jobs {
+        let blobs = found
+            .remove(&(queued.job.entity.clone(), queued.job.row_id.clone()))
+            .unwrap_or_default();
+        queued.had_log = blobs.len() > 1;
+        stored.push(blobs);
+    }
+    let work: Vec<(
+        Vec<Vec<u8>>,
+        Option<Map<String, Value>>,
+        Arc<Vec<Field>>,
+        Value,
+    )> = jobs
+        .iter_mut()
+        .zip(stored)
+        .map(|(queued, blobs)| {
+            (
+                blobs,
+                queued.job.seed.take(),
+                queued.job.fields.clone(),
+                std::mem::take(&mut queued.job.patch),
+            )
+        })
+        .collect();
+    let peers: Vec<u64> = work.iter().map(|_| doc::random_peer()).collect();
+    let thread = {
+        let _blocked = SignalsBlocked::new();
+        std::thread::spawn(move || {
+            work.iter()
+                .zip(peers)
+                .map(|((stored, seed, fields, patch), peer)| {
+                    doc::rebuild(stored, seed.as_ref(), fields, patch, peer)
+                })
+                .collect()
+        })
+    };
+    with_queue(|q| q.running = Some(Running { jobs, thread }));
+}
+
+/// Waits for the running chunk, if any, and moves its results to `done`.
+fn finish_running() {
+    let Some(running) = with_queue(|q| q.running.take()) else {
+        return;
+    };
+    let results = running.thread.join().unwrap_or_else(|_| {
+        raise(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            "pylon_crdt: the thread writing docs failed".into(),
+        )
+    });
+    with_queue(|q| q.done.extend(running.jobs.into_iter().zip(results)));
+}
+
+/// Stores the finished jobs: per entity one upsert of the new snapshots (and one delete of
+/// the logs they folded in), then the rows whose columns disagree with their projection.
+fn store_done() {
+    let done = with_queue(|q| {
+        for (queued, _) in &q.done {
+            q.keys
+                .remove(&(queued.job.entity.clone(), queued.job.row_id.clone()));
+        }
+        std::mem::take(&mut q.done)
+    });
+    if done.is_empty() {
+        return;
+    }
+    let failed = done.iter().find_map(|(queued, result)| {
+        let e = result.as_ref().err()?;
+        Some((
+            queued.job.entity.clone(),
+            queued.job.row_id.clone(),
+            e.clone(),
+        ))
+    });
+    if let Some((entity, row_id, e)) = failed {
+        // Back in the queue, so that a savepoint rolled back by this error takes exactly its
+        // own rows along.
+        with_queue(|q| {
+            q.done = done;
+            rebuild_keys(q);
+        });
+        crate::error::raise_doc(
+            RowRef {
+                entity: &entity,
+                row_id: &row_id,
+            },
+            e,
+        );
+    }
+    begin_storing(done.iter().map(|(j, _)| j.subxact).collect());
+    let mut entities: Vec<&str> = Vec::new();
+    for (queued, _) in &done {
+        if !entities.contains(&queued.job.entity.as_str()) {
+            entities.push(&queued.job.entity);
+        }
+    }
+    for entity in entities {
+        let rows = done.iter().filter(|(q, _)| q.job.entity == entity);
+        let folded: Vec<&str> = rows
+            .clone()
+            .filter(|(q, _)| q.had_log)
+            .map(|(q, _)| q.job.row_id.as_str())
+            .collect();
+        store::delete_logs(entity, &folded);
+        let saved: Vec<(&str, &[u8])> = rows
+            .filter_map(|(q, r)| {
+                let snapshot = r.as_ref().ok()?.snapshot.as_deref()?;
+                Some((q.job.row_id.as_str(), snapshot))
+            })
+            .collect();
+        store::save_many(entity, &saved);
+    }
+    for (queued, result) in &done {
+        let Ok(rebuilt) = result else { continue };
+        let stale = crate::row::differing(Some(&queued.job.row), &rebuilt.projection);
+        let stale: Map<String, Value> = match stale {
+            Value::Object(m) => m
+                .into_iter()
+                .filter(|(k, _)| queued.job.row.contains_key(k))
+                .collect(),
+            _ => Map::new(),
+        };
+        if stale.is_empty() {
+            continue;
+        }
+        if let Some((_, table)) =
+            crate::materialize::EntityTable::registered_relation(queued.job.relid)
+        {
+            let row = RowRef {
+                entity: &queued.job.entity,
+                row_id: &queued.job.row_id,
+            };
+            table.update_columns(row, &Value::Object(stale));
+        }
+    }
+    with_queue(|q| q.storing = None);
+}
+
+/// Stores the queued saves and deletes: the docs are encoded (on two threads when there are
+/// many), then, per entity, one upsert stores the saved rows and one delete removes the
+/// deleted ones. The queue is taken first, so a trigger fired by these writes starts with an
+/// empty one. A small queue (a statement over a few rows) leaves its docs in the cache; a
+/// large one drops them where they were encoded, off the backend's thread.
+fn store_rows() {
     let rows = with_queue(|q| {
-        q.keys.clear();
+        for r in &q.rows {
+            q.keys.remove(&(r.entity.clone(), r.row_id.clone()));
+        }
         std::mem::take(&mut q.rows)
     });
     if rows.is_empty() {
         return;
     }
+    begin_storing(rows.iter().map(|r| r.subxact).collect());
     let keep = rows.len() <= KEEP_IN_CACHE;
     let (rows, docs): (Vec<(String, String)>, Vec<Option<LoroDoc>>) = rows
         .into_iter()
@@ -163,6 +456,7 @@ pub fn flush() {
             stamps.insert((entity.to_owned(), row_id), stamp);
         }
     }
+    with_queue(|q| q.storing = None);
     // Cache what was stored, under the stamps the writes returned.
     for (key, doc) in rows.into_iter().zip(docs) {
         if let (Some(doc), Some(stamp)) = (doc, stamps.remove(&key)) {
@@ -183,28 +477,16 @@ const KEEP_IN_CACHE: usize = 64;
 /// blocked on it. A Loro panic becomes that row's error.
 fn encode_all(docs: Vec<Option<LoroDoc>>, keep: bool) -> (Encoded, Vec<Option<LoroDoc>>) {
     fn encode(docs: Vec<Option<LoroDoc>>, keep: bool) -> (Encoded, Vec<Option<LoroDoc>>) {
-        let snapshots = docs
+        let snapshots: Encoded = docs
             .iter()
             .map(|doc| {
                 doc.as_ref().map(|doc| {
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        crate::doc::snapshot(doc)
-                    }))
-                    .map_err(|payload| {
-                        payload
-                            .downcast_ref::<&str>()
-                            .map(|s| s.to_string())
-                            .or_else(|| payload.downcast_ref::<String>().cloned())
-                            .unwrap_or_else(|| "panic without a message".into())
-                    })
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| doc::snapshot(doc)))
+                        .map_err(|payload| doc::panic_message(payload.as_ref()))
                 })
             })
             .collect();
-        let failed = docs
-            .iter()
-            .zip(&snapshots)
-            .any(|(_, s): (_, &Option<Result<_, _>>)| matches!(s, Some(Err(_))));
-        if failed {
+        if snapshots.iter().any(|s| matches!(s, Some(Err(_)))) {
             // A doc Loro panicked on may panic again when dropped: leak them all.
             std::mem::forget(docs);
             return (snapshots, Vec::new());
@@ -271,10 +553,41 @@ impl Drop for SignalsBlocked {
     }
 }
 
+fn begin_storing(rows: Vec<pg_sys::SubTransactionId>) {
+    let within = subxact();
+    with_queue(|q| q.storing = Some(Storing { within, rows }));
+}
+
+/// Waits for a running chunk without storing it (the transaction or savepoint is going away).
+fn abandon_running() {
+    if let Some(running) = with_queue(|q| q.running.take()) {
+        let results = running.thread.join().unwrap_or_default();
+        with_queue(|q| q.done.extend(running.jobs.into_iter().zip(results)));
+    }
+}
+
+fn rebuild_keys(q: &mut Queue) {
+    let mut keys = HashSet::new();
+    keys.extend(q.rows.iter().map(|r| (r.entity.clone(), r.row_id.clone())));
+    keys.extend(
+        q.waiting
+            .iter()
+            .chain(q.done.iter().map(|(j, _)| j))
+            .map(|j| (j.job.entity.clone(), j.job.row_id.clone())),
+    );
+    q.keys = keys;
+}
+
 fn forget_all() {
+    abandon_running();
     with_queue(|q| {
-        q.keys.clear();
         q.rows.clear();
+        q.waiting.clear();
+        q.done.clear();
+        q.keys.clear();
+        q.statement_rows = 0;
+        q.storing = None;
+        q.lost = false;
     });
 }
 
@@ -286,14 +599,12 @@ unsafe extern "C-unwind" fn on_xact_event(
     use pg_sys::XactEvent::*;
     match event {
         XACT_EVENT_PRE_COMMIT | XACT_EVENT_PRE_PREPARE => {
-            let left = with_queue(|q| q.rows.len());
-            if left > 0 {
+            let left = with_queue(|q| !q.is_empty() || q.lost);
+            if left {
                 forget_all();
                 raise(
                     PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                    format!(
-                        "pylon_crdt: {left} docs of rows written by this transaction were never stored; is the pylon_crdt_flush trigger of an enabled table disabled?"
-                    ),
+                    "pylon_crdt: docs of rows written by this transaction were never stored (is the pylon_crdt_flush trigger of an enabled table disabled, or did a savepoint catch an error while they were stored?)".into(),
                 );
             }
         }
@@ -313,17 +624,34 @@ unsafe extern "C-unwind" fn on_subxact_event(
     match event {
         // Subtransaction ids only grow, and a savepoint ends after its children: what is
         // queued at or past `subxact` is exactly what it (and its released children) queued.
-        SUBXACT_EVENT_ABORT_SUB => with_queue(|q| {
-            q.rows.retain(|r| r.subxact < subxact);
-            q.keys = q
-                .rows
-                .iter()
-                .map(|r| (r.entity.clone(), r.row_id.clone()))
-                .collect();
-        }),
+        SUBXACT_EVENT_ABORT_SUB => {
+            abandon_running();
+            with_queue(|q| {
+                // A savepoint at or outside the store caught an error from it: rows of outer
+                // subtransactions in that store were taken from the queue and never stored.
+                // (An error inside a trigger the store fired, caught there, is no concern.)
+                if let Some(storing) = q.storing.take_if(|st| subxact <= st.within) {
+                    if storing.rows.iter().any(|s| *s < subxact) {
+                        q.lost = true;
+                    }
+                }
+                q.rows.retain(|r| r.subxact < subxact);
+                q.waiting.retain(|j| j.subxact < subxact);
+                q.done.retain(|(j, _)| j.subxact < subxact);
+                rebuild_keys(q);
+            })
+        }
         SUBXACT_EVENT_COMMIT_SUB => with_queue(|q| {
             for r in q.rows.iter_mut().filter(|r| r.subxact >= subxact) {
                 r.subxact = parent;
+            }
+            let jobs = q
+                .waiting
+                .iter_mut()
+                .chain(q.done.iter_mut().map(|(j, _)| j))
+                .chain(q.running.iter_mut().flat_map(|r| r.jobs.iter_mut()));
+            for j in jobs.filter(|j| j.subxact >= subxact) {
+                j.subxact = parent;
             }
         }),
         _ => {}

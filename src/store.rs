@@ -532,3 +532,64 @@ pub fn delete_many(entity: &str, row_ids: &[&str]) {
         }
     });
 }
+
+/// What is stored for many rows of one entity (`batch`): per row that has a doc, its
+/// snapshot (if any) followed by its log entries, oldest first. One query, and one more per
+/// row that has a log.
+pub fn fetch_many(entity: &str, row_ids: &[&str]) -> Vec<(String, Vec<Vec<u8>>)> {
+    let s = sidecar();
+    let query = format!(
+        "SELECT r.row_id, s.snapshot,
+                EXISTS (SELECT FROM {log} l WHERE l.entity = $1 AND l.row_id = r.row_id)
+           FROM pg_catalog.unnest($2::text[]) AS r (row_id)
+           LEFT JOIN {table} s ON s.entity = $1 AND s.row_id = r.row_id",
+        log = s.log,
+        table = s.table
+    );
+    let found = as_owner(|| {
+        with_statement(
+            &query,
+            &[entity.into(), row_ids.to_vec().into()],
+            |result| {
+                result
+                    .map(|r| {
+                        let row_id = r.get::<String>(1)?.unwrap_or_default();
+                        let snapshot = r.get::<Vec<u8>>(2)?;
+                        let has_log = r.get::<bool>(3)?.unwrap_or(false);
+                        Ok((row_id, snapshot, has_log))
+                    })
+                    .collect::<pgrx::spi::Result<Vec<_>>>()
+            },
+        )
+    });
+    found
+        .into_iter()
+        .filter_map(|(row_id, snapshot, has_log)| {
+            let mut blobs: Vec<Vec<u8>> = snapshot.into_iter().collect();
+            if has_log {
+                blobs.extend(log_since(
+                    RowRef {
+                        entity,
+                        row_id: &row_id,
+                    },
+                    None,
+                ));
+            }
+            (!blobs.is_empty()).then_some((row_id, blobs))
+        })
+        .collect()
+}
+
+/// Removes the log entries of many rows of one entity, folded into new snapshots (`batch`).
+pub fn delete_logs(entity: &str, row_ids: &[&str]) {
+    if row_ids.is_empty() {
+        return;
+    }
+    let log = &sidecar().log;
+    as_owner(|| {
+        run(
+            &format!("DELETE FROM {log} WHERE entity = $1 AND row_id = ANY ($2::text[])"),
+            &[entity.into(), row_ids.to_vec().into()],
+        )
+    });
+}

@@ -96,7 +96,7 @@ fn enable(relation: pg_sys::Oid, fields: JsonB, entity: Option<&str>, id_column:
         entity: &entity,
         row_id: "",
     };
-    let parsed = doc::parse_fields(&fields.0).or_raise(row);
+    let parsed = std::sync::Arc::new(doc::parse_fields(&fields.0).or_raise(row));
     check_columns(&entity, &name, relation, id_column, &parsed);
     check_entity_is_ours(row, &name, relation);
 
@@ -138,7 +138,6 @@ fn enable(relation: pg_sys::Oid, fields: JsonB, entity: Option<&str>, id_column:
     // Existing rows: docs from their values (or, for rows that have docs, their projection).
     // CREATE TRIGGER above locked the table against writers until commit, so the rows stay
     // as read; they are read through a cursor and their docs stored in batches.
-    let table = EntityTable::registered(&entity).expect("just registered");
     let query = format!(
         "SELECT t.{}::text, pg_catalog.to_jsonb(t) FROM {name} AS t",
         quote_identifier(id_column)
@@ -163,18 +162,18 @@ fn enable(relation: pg_sys::Oid, fields: JsonB, entity: Option<&str>, id_column:
             break;
         }
         for (id, values) in rows {
-            let row = RowRef {
-                entity: &entity,
-                row_id: &id,
+            let Some(Value::Object(values)) = values.map(|v| v.0) else {
+                continue;
             };
-            let values = match values.map(|v| v.0) {
-                Some(Value::Object(map)) => Some(map),
-                _ => None,
-            };
-            let merged = row::merge(row, &parsed, || values.clone(), |_| Ok(()), Save::Batched);
-            if let Some(stale) = values.and_then(|v| stale_columns(&v, &merged.projection)) {
-                table.update_columns(row, &stale);
-            }
+            crate::batch::submit(crate::batch::Job {
+                relid: relation,
+                entity: entity.clone(),
+                row_id: id,
+                fields: parsed.clone(),
+                patch: Value::Object(Map::new()),
+                seed: Some(values.clone()),
+                row: values,
+            });
         }
     }
     crate::batch::flush();
@@ -470,6 +469,20 @@ fn on_trigger<'a>(
                 // No CRDT column changed: the doc and the columns already agree.
                 return Ok(trigger.new().map(|t| t.into_owned()));
             }
+            if save == Save::Batched && crate::batch::wants_job() {
+                // Many rows: the doc is written by a job; NEW as the statement made it is the
+                // projection when the doc agreed with OLD, and is corrected if not.
+                crate::batch::submit(crate::batch::Job {
+                    relid,
+                    entity: entity.clone(),
+                    row_id: row_id.clone(),
+                    fields: std::sync::Arc::new(fields),
+                    patch,
+                    seed: Some(old),
+                    row: new,
+                });
+                return Ok(trigger.new().map(|t| t.into_owned()));
+            }
             let merged = row::merge(
                 row,
                 &fields,
@@ -490,12 +503,27 @@ fn on_trigger<'a>(
         PgTriggerOperation::Insert => {
             let new = to_json(trigger.new().expect("INSERT has NEW"), rowtype);
             let row_id = id_of(&new);
-            if !ExtensionWrite::active(relid, &row_id) {
+            if ExtensionWrite::active(relid, &row_id) {
+                return Ok(None);
+            }
+            let patch = rowpatch::from_row(&fields, &new, false);
+            if save == Save::Batched && crate::batch::wants_job() {
+                crate::batch::submit(crate::batch::Job {
+                    relid,
+                    entity: entity.clone(),
+                    row_id,
+                    fields: std::sync::Arc::new(fields),
+                    patch,
+                    seed: None,
+                    row: new,
+                });
+                return Ok(None);
+            }
+            {
                 let row = RowRef {
                     entity: &entity,
                     row_id: &row_id,
                 };
-                let patch = rowpatch::from_row(&fields, &new, false);
                 let merged = row::merge(
                     row,
                     &fields,

@@ -109,6 +109,62 @@ pub fn load(snapshot: Option<&[u8]>) -> Result<LoroDoc, DocError> {
     Ok(doc)
 }
 
+/// A row's doc after `rebuild`: its projection, and its new snapshot when anything changed.
+pub struct Rebuilt {
+    pub projection: serde_json::Value,
+    pub snapshot: Option<Vec<u8>>,
+}
+
+/// One row's whole write, from stored bytes to stored bytes, for a statement over many rows
+/// (`crate::batch` runs these on a thread of its own): decode what is stored (the snapshot,
+/// then any log entries; when there is nothing, seed a new doc from the row's values), apply
+/// the patch under `peer`, project, and encode a snapshot when it differs from the one
+/// stored. Needs nothing but its arguments. A Loro panic becomes
+/// `DocError::Panic`, and the doc it broke is leaked rather than dropped.
+pub fn rebuild(
+    stored: &[Vec<u8>],
+    seed: Option<&serde_json::Map<String, serde_json::Value>>,
+    fields: &[Field],
+    patch: &serde_json::Value,
+    peer: u64,
+) -> Result<Rebuilt, DocError> {
+    let doc = std::mem::ManuallyDrop::new(LoroDoc::new());
+    let work = || -> Result<Rebuilt, DocError> {
+        for bytes in stored {
+            import(&doc, bytes)
+                .map_err(|e| DocError::Bytes(format!("stored doc does not decode: {e}")))?;
+        }
+        set_peer(&doc, peer);
+        let before = doc.oplog_vv();
+        if let (true, Some(values)) = (stored.is_empty(), seed) {
+            apply_patch(&doc, fields, &rowpatch::from_row(fields, values, true))?;
+        }
+        apply_patch(&doc, fields, patch)?;
+        let projection = project(&doc, fields)?;
+        let changed = stored.len() != 1 || doc.oplog_vv() != before;
+        Ok(Rebuilt {
+            projection,
+            snapshot: changed.then(|| snapshot(&doc)),
+        })
+    };
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
+        Ok(result) => {
+            drop(std::mem::ManuallyDrop::into_inner(doc));
+            result
+        }
+        Err(payload) => Err(DocError::Panic(panic_message(payload.as_ref()))),
+    }
+}
+
+/// The message of a caught panic.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic without a message".into())
+}
+
 /// Imports a peer's update or snapshot. An update that depends on ops this doc lacks is an
 /// error rather than a silently pending doc.
 pub fn import(doc: &LoroDoc, bytes: &[u8]) -> Result<(), DocError> {
@@ -182,12 +238,7 @@ thread_local! {
 pub fn guarded<T>(f: impl FnOnce() -> Result<T, DocError>) -> Result<T, DocError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|payload| {
         PANICKED.with(|p| p.set(true));
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "panic without a message".into());
-        Err(DocError::Panic(message))
+        Err(DocError::Panic(panic_message(payload.as_ref())))
     })
 }
 

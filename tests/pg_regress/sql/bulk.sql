@@ -90,4 +90,44 @@ ALTER TABLE bulk ENABLE TRIGGER pylon_crdt_flush;
 SELECT pylon_crdt_project('bulk', 'd1');
 SELECT count(*) AS problems FROM pylon_crdt_verify('bulk');
 
-DROP TABLE bulk, populated, seen;
+-- Past its first 64 rows a statement's docs are written by jobs on a thread of their own,
+-- off the trigger (see src/batch.rs). A row whose projection differs from what the statement
+-- wrote is corrected when its chunk is stored: here every tree gets new node ids.
+CREATE TABLE outline (id text PRIMARY KEY, title text, tree jsonb, tags jsonb);
+SELECT pylon_crdt_enable('outline', '{"title":"string","tree":{"type":"string","crdt":"tree"},"tags":{"type":"string","crdt":"list"}}');
+INSERT INTO outline SELECT 'o' || i, 'outline ' || i, '{"create":{"parent":null,"data":{"name":"root"}}}', '["a","b"]'
+  FROM generate_series(1, 300) AS i;
+SELECT count(*) AS rows_with_a_tree_node FROM outline WHERE jsonb_array_length(tree) = 1 AND tree -> 0 ->> 'id' IS NOT NULL;
+SELECT count(*) AS problems FROM pylon_crdt_verify('outline');
+UPDATE outline SET tags = '{"push":"c"}';
+SELECT DISTINCT tags FROM outline;
+
+-- A job that fails names its row, and the statement stores nothing.
+SELECT expect_error($$UPDATE outline SET tags = '{"delete":[7,1]}' WHERE id <> 'o1'$$);
+SELECT DISTINCT tags FROM outline;
+
+-- A savepoint (here an exception block) that catches a failed statement over many rows drops
+-- exactly its own rows; the statement before it in the same transaction is stored.
+DO $$
+BEGIN
+    UPDATE outline SET title = 'kept ' || id;
+    BEGIN
+        UPDATE outline SET title = 'dropped', tags = CASE WHEN id = 'o250' THEN '{"delete":[9,1]}' ELSE tags END;
+    EXCEPTION WHEN invalid_parameter_value THEN
+        RAISE NOTICE 'caught: %', SQLERRM;
+    END;
+END
+$$;
+SELECT count(*) FILTER (WHERE title LIKE 'kept %') AS kept,
+       count(*) FILTER (WHERE pylon_crdt_project('outline', id) ->> 'title' = title) AS docs_agree
+  FROM outline;
+BEGIN;
+UPDATE outline SET title = 'in savepoint';
+SAVEPOINT s;
+UPDATE outline SET title = 'rolled back';
+ROLLBACK TO SAVEPOINT s;
+COMMIT;
+SELECT DISTINCT title, pylon_crdt_project('outline', id) ->> 'title' AS doc FROM outline;
+SELECT count(*) AS problems FROM pylon_crdt_verify('outline');
+
+DROP TABLE bulk, populated, seen, outline;
