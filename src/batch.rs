@@ -6,8 +6,10 @@
 //! `ROWS_IN_TRIGGER` rows are written as single rows are: the trigger does the Loro part and
 //! queues only the doc's storing (`save`, `delete`), so a short statement keeps its docs in the
 //! cache. Past them, the trigger hands the row to a job instead (`submit`): a row's whole Loro
-//! part, `doc::rebuild`, which needs nothing from Postgres. Jobs run `CHUNK` at a time on a
-//! thread of their own while the backend goes on with the statement's next rows; each chunk's
+//! part, `doc::rebuild`, which needs nothing from Postgres. Jobs run `CHUNK` at a time on two
+//! worker threads kept for the backend's life, while the backend goes on with the statement's
+//! next rows (a Postgres backend has one thread; these never call into Postgres and have its
+//! signals blocked); each chunk's
 //! stored docs are read with one query before it starts, and its results stored with one
 //! upsert after it ends. An UPDATE's trigger returns NEW as the statement made it, which is
 //! the projection whenever the doc agreed with the row before (the enabled-table invariant);
@@ -22,9 +24,9 @@
 //! (a statement trigger disabled by hand) fails instead of losing them.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use loro::LoroDoc;
 use pgrx::pg_sys;
@@ -77,14 +79,59 @@ pub struct Job {
 struct QueuedJob {
     job: Job,
     subxact: pg_sys::SubTransactionId,
-    /// Whether the row had log entries, which its new snapshot folds in.
+    /// Whether the row had a stored doc, and log entries, which its new snapshot folds in.
+    existed: bool,
     had_log: bool,
 }
 
-/// A chunk of jobs and the thread running them.
+/// A chunk of jobs and the worker running them.
 struct Running {
     jobs: Vec<QueuedJob>,
-    thread: JoinHandle<Vec<Result<Rebuilt, DocError>>>,
+    worker: usize,
+}
+
+/// What a worker is given: per row, the stored blobs, the seed, the fields, the patch and
+/// the peer to edit under.
+type Work = Vec<(
+    Vec<Vec<u8>>,
+    Option<Map<String, Value>>,
+    Arc<Vec<Field>>,
+    Value,
+    u64,
+)>;
+type Results = Vec<Result<Rebuilt, DocError>>;
+
+/// A thread that runs chunks of jobs, kept for the backend's life so that its heap stays
+/// warm. It never calls into Postgres, and Postgres' signals are blocked on it.
+struct Worker {
+    work: Sender<Work>,
+    results: Receiver<Results>,
+}
+
+/// Workers per backend: two chunks can be in flight while the backend prepares a third.
+const WORKERS: usize = 2;
+
+impl Worker {
+    fn spawn() -> Worker {
+        let (work, inbox) = channel::<Work>();
+        let (outbox, results) = channel::<Results>();
+        let _blocked = SignalsBlocked::new();
+        std::thread::spawn(move || {
+            for chunk in inbox {
+                let done = chunk
+                    .iter()
+                    .map(|(stored, seed, fields, patch, peer)| {
+                        doc::rebuild(stored, seed.as_ref(), fields, patch, *peer)
+                    })
+                    .collect();
+                drop(chunk);
+                if outbox.send(done).is_err() {
+                    break;
+                }
+            }
+        });
+        Worker { work, results }
+    }
 }
 
 /// A store in progress: the subtransaction it runs in, and those of the rows it stores.
@@ -97,7 +144,8 @@ struct Storing {
 struct Queue {
     rows: Vec<Queued>,
     waiting: Vec<QueuedJob>,
-    running: Option<Running>,
+    running: VecDeque<Running>,
+    workers: Vec<Worker>,
     done: Vec<(QueuedJob, Result<Rebuilt, DocError>)>,
     /// Every (entity, row) in any of the above.
     keys: HashSet<(String, String)>,
@@ -106,15 +154,17 @@ struct Queue {
     /// The subtransactions of the rows being stored right now. If storing fails with a
     /// Postgres error and an enclosing savepoint catches it, rows of the surviving outer
     /// subtransactions went down with the failed batch: `lost` then fails the commit.
-    storing: Option<Storing>,
+    storing: Vec<Storing>,
     lost: bool,
+    /// When the client statement whose rows `statement_rows` counts started.
+    statement_start: pg_sys::TimestampTz,
 }
 
 impl Queue {
     fn is_empty(&self) -> bool {
         self.rows.is_empty()
             && self.waiting.is_empty()
-            && self.running.is_none()
+            && self.running.is_empty()
             && self.done.is_empty()
     }
 }
@@ -174,10 +224,23 @@ pub fn delete(row: RowRef<'_>) {
 /// Counts a row of the current statement; true once the statement is past the rows its
 /// triggers write themselves, when the row should go to `submit`.
 pub fn wants_job() -> bool {
+    let started = unsafe { pg_sys::GetCurrentStatementStartTimestamp() };
     with_queue(|q| {
+        if q.statement_start != started {
+            q.statement_start = started;
+            q.statement_rows = 0;
+        }
         q.statement_rows += 1;
         q.statement_rows > ROWS_IN_TRIGGER
     })
+}
+
+/// The `pylon_crdt_flush` statement trigger. A statement the extension runs while storing
+/// the queue (correcting a row's columns) ends inside that store, which goes on by itself.
+pub fn statement_end() {
+    if with_queue(|q| q.storing.is_empty()) {
+        flush();
+    }
 }
 
 /// Hands a row's write to a job.
@@ -195,14 +258,17 @@ pub fn submit(job: Job) {
         q.waiting.push(QueuedJob {
             job,
             subxact: subxact(),
+            existed: false,
             had_log: false,
         });
         q.waiting.len() >= CHUNK
     });
     if full {
-        // Store the chunk that ran meanwhile, then start this one.
-        finish_running();
-        store_done();
+        // With every worker busy, store the oldest chunk first; then start this one.
+        if with_queue(|q| q.running.len() >= WORKERS) {
+            finish_oldest();
+            store_done();
+        }
         start_waiting();
     }
 }
@@ -230,7 +296,6 @@ pub fn flush() {
         if q.is_empty() {
             q.keys.clear();
         }
-        q.statement_rows = 0;
     });
 }
 
@@ -262,6 +327,7 @@ fn start_waiting() {
         let blobs = found
             .remove(&(queued.job.entity.clone(), queued.job.row_id.clone()))
             .unwrap_or_default();
+        queued.existed = !blobs.is_empty();
         queued.had_log = blobs.len() > 1;
         stored.push(blobs);
     }
@@ -282,33 +348,51 @@ fn start_waiting() {
             )
         })
         .collect();
-    let peers: Vec<u64> = work.iter().map(|_| doc::random_peer()).collect();
-    let thread = {
-        let _blocked = SignalsBlocked::new();
-        std::thread::spawn(move || {
-            work.iter()
-                .zip(peers)
-                .map(|((stored, seed, fields, patch), peer)| {
-                    doc::rebuild(stored, seed.as_ref(), fields, patch, peer)
-                })
-                .collect()
-        })
-    };
-    with_queue(|q| q.running = Some(Running { jobs, thread }));
+    let worker = with_queue(|q| {
+        if q.workers.len() < WORKERS {
+            q.workers.push(Worker::spawn());
+        }
+        // The one not in use (at most WORKERS - 1 chunks run when a chunk starts).
+        (0..q.workers.len())
+            .find(|w| !q.running.iter().any(|r| r.worker == *w))
+            .unwrap_or(0)
+    });
+    let work: Work = work
+        .into_iter()
+        .map(|(stored, seed, fields, patch)| (stored, seed, fields, patch, doc::random_peer()))
+        .collect();
+    let sent = with_queue(|q| q.workers[worker].work.send(work).is_ok());
+    if !sent {
+        with_queue(|q| q.workers.clear());
+        raise(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            "pylon_crdt: the thread writing docs is gone".into(),
+        );
+    }
+    with_queue(|q| q.running.push_back(Running { jobs, worker }));
 }
 
-/// Waits for the running chunk, if any, and moves its results to `done`.
-fn finish_running() {
-    let Some(running) = with_queue(|q| q.running.take()) else {
+/// Waits for the oldest running chunk, if any, and moves its results to `done`.
+fn finish_oldest() {
+    let Some(running) = with_queue(|q| q.running.pop_front()) else {
         return;
     };
-    let results = running.thread.join().unwrap_or_else(|_| {
+    let results = with_queue(|q| q.workers.get(running.worker).map(|w| w.results.recv()));
+    let Some(Ok(results)) = results else {
+        with_queue(|q| q.workers.clear());
         raise(
             PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
             "pylon_crdt: the thread writing docs failed".into(),
         )
-    });
+    };
     with_queue(|q| q.done.extend(running.jobs.into_iter().zip(results)));
+}
+
+/// Waits for every running chunk.
+fn finish_running() {
+    while with_queue(|q| !q.running.is_empty()) {
+        finish_oldest();
+    }
 }
 
 /// Stores the finished jobs: per entity one upsert of the new snapshots (and one delete of
@@ -362,13 +446,17 @@ fn store_done() {
             .map(|(q, _)| q.job.row_id.as_str())
             .collect();
         store::delete_logs(entity, &folded);
-        let saved: Vec<(&str, &[u8])> = rows
-            .filter_map(|(q, r)| {
-                let snapshot = r.as_ref().ok()?.snapshot.as_deref()?;
-                Some((q.job.row_id.as_str(), snapshot))
-            })
-            .collect();
-        store::save_many(entity, &saved);
+        let saved = |existed: bool| -> Vec<(&str, &[u8])> {
+            rows.clone()
+                .filter(|(q, _)| q.existed == existed)
+                .filter_map(|(q, r)| {
+                    let snapshot = r.as_ref().ok()?.snapshot.as_deref()?;
+                    Some((q.job.row_id.as_str(), snapshot))
+                })
+                .collect()
+        };
+        store::update_many(entity, &saved(true));
+        store::save_many(entity, &saved(false));
     }
     for (queued, result) in &done {
         let Ok(rebuilt) = result else { continue };
@@ -393,7 +481,7 @@ fn store_done() {
             table.update_columns(row, &Value::Object(stale));
         }
     }
-    with_queue(|q| q.storing = None);
+    with_queue(|q| q.storing.pop());
 }
 
 /// Stores the queued saves and deletes: the docs are encoded (on two threads when there are
@@ -456,7 +544,7 @@ fn store_rows() {
             stamps.insert((entity.to_owned(), row_id), stamp);
         }
     }
-    with_queue(|q| q.storing = None);
+    with_queue(|q| q.storing.pop());
     // Cache what was stored, under the stamps the writes returned.
     for (key, doc) in rows.into_iter().zip(docs) {
         if let (Some(doc), Some(stamp)) = (doc, stamps.remove(&key)) {
@@ -555,14 +643,23 @@ impl Drop for SignalsBlocked {
 
 fn begin_storing(rows: Vec<pg_sys::SubTransactionId>) {
     let within = subxact();
-    with_queue(|q| q.storing = Some(Storing { within, rows }));
+    with_queue(|q| q.storing.push(Storing { within, rows }));
 }
 
-/// Waits for a running chunk without storing it (the transaction or savepoint is going away).
+/// Waits for the running chunks without storing them (the transaction or savepoint is going
+/// away, and errors must not be raised here).
 fn abandon_running() {
-    if let Some(running) = with_queue(|q| q.running.take()) {
-        let results = running.thread.join().unwrap_or_default();
-        with_queue(|q| q.done.extend(running.jobs.into_iter().zip(results)));
+    while let Some(running) = with_queue(|q| q.running.pop_front()) {
+        match with_queue(|q| q.workers.get(running.worker).map(|w| w.results.recv())) {
+            Some(Ok(results)) => {
+                with_queue(|q| q.done.extend(running.jobs.into_iter().zip(results)))
+            }
+            // The worker is gone with these rows: never let the transaction commit.
+            _ => with_queue(|q| {
+                q.workers.clear();
+                q.lost = true;
+            }),
+        }
     }
 }
 
@@ -585,8 +682,7 @@ fn forget_all() {
         q.waiting.clear();
         q.done.clear();
         q.keys.clear();
-        q.statement_rows = 0;
-        q.storing = None;
+        q.storing.clear();
         q.lost = false;
     });
 }
@@ -630,10 +726,16 @@ unsafe extern "C-unwind" fn on_subxact_event(
                 // A savepoint at or outside the store caught an error from it: rows of outer
                 // subtransactions in that store were taken from the queue and never stored.
                 // (An error inside a trigger the store fired, caught there, is no concern.)
-                if let Some(storing) = q.storing.take_if(|st| subxact <= st.within) {
-                    if storing.rows.iter().any(|s| *s < subxact) {
+                let interrupted = q.storing.iter().any(|st| subxact <= st.within);
+                if interrupted {
+                    if q.storing
+                        .iter()
+                        .flat_map(|st| &st.rows)
+                        .any(|s| *s < subxact)
+                    {
                         q.lost = true;
                     }
+                    q.storing.retain(|st| st.within < subxact);
                 }
                 q.rows.retain(|r| r.subxact < subxact);
                 q.waiting.retain(|j| j.subxact < subxact);

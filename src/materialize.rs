@@ -9,6 +9,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
@@ -27,9 +28,9 @@ pub struct EntityTable {
     pub name: String,
     pub id_column: String,
     /// The fields spec when the table is registered with `pylon_crdt_enable`.
-    pub fields: Option<Value>,
+    pub fields: Option<Arc<Value>>,
     /// (name, SQL type) of every live column, in order.
-    pub columns: Vec<(String, String)>,
+    pub columns: Arc<Vec<(String, String)>>,
     /// The table's composite row type.
     pub rowtype: pg_sys::Oid,
     /// Whether the table has the statement trigger that stores docs its row triggers queued
@@ -138,8 +139,8 @@ impl EntityTable {
             relid,
             name: name.as_str()?.to_owned(),
             id_column: id_column.as_str()?.to_owned(),
-            fields: Some(fields),
-            columns: columns_of(relid),
+            fields: Some(Arc::new(fields)),
+            columns: Arc::new(columns_of(relid)),
             rowtype: rowtype_of(relid),
             flushes: query_one::<bool>(
                 "SELECT true FROM pg_catalog.pg_trigger WHERE tgrelid = $1 AND tgname = 'pylon_crdt_flush' AND tgenabled <> 'D'",
@@ -175,7 +176,7 @@ impl EntityTable {
                 name,
                 id_column: "id".into(),
                 fields: None,
-                columns: columns_of(relid),
+                columns: Arc::new(columns_of(relid)),
                 rowtype: rowtype_of(relid),
                 flushes: false,
             })

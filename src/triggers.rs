@@ -14,6 +14,7 @@
 //! apply the change again: `ExtensionWrite` marks that (relation, row) for the duration.
 
 use std::cell::RefCell;
+use std::sync::Arc;
 
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
@@ -96,7 +97,7 @@ fn enable(relation: pg_sys::Oid, fields: JsonB, entity: Option<&str>, id_column:
         entity: &entity,
         row_id: "",
     };
-    let parsed = std::sync::Arc::new(doc::parse_fields(&fields.0).or_raise(row));
+    let parsed = Arc::new(doc::parse_fields(&fields.0).or_raise(row));
     check_columns(&entity, &name, relation, id_column, &parsed);
     check_entity_is_ours(row, &name, relation);
 
@@ -414,17 +415,20 @@ fn on_trigger<'a>(
     let statement = matches!(trigger.level(), PgTriggerLevel::Statement);
     if statement && !matches!(trigger.op()?, PgTriggerOperation::Truncate) {
         // pylon_crdt_flush: the statement's queued docs are stored now.
-        crate::batch::flush();
+        crate::batch::statement_end();
         return Ok(None);
     }
     let Some((entity, table)) = EntityTable::registered_relation(relid) else {
         // Registration removed while the trigger stayed (e.g. a restored dump without it).
         return Ok(trigger.new().map(|t| t.into_owned()));
     };
-    let fields = doc::parse_fields(table.fields.as_ref().expect("registered")).or_raise(RowRef {
-        entity: &entity,
-        row_id: "",
-    });
+    let fields = parsed_fields(
+        table.fields.as_ref().expect("registered"),
+        RowRef {
+            entity: &entity,
+            row_id: "",
+        },
+    );
     let rowtype = table.rowtype;
     let save = if table.flushes {
         Save::Batched
@@ -476,7 +480,7 @@ fn on_trigger<'a>(
                     relid,
                     entity: entity.clone(),
                     row_id: row_id.clone(),
-                    fields: std::sync::Arc::new(fields),
+                    fields: fields.clone(),
                     patch,
                     seed: Some(old),
                     row: new,
@@ -512,7 +516,7 @@ fn on_trigger<'a>(
                     relid,
                     entity: entity.clone(),
                     row_id,
-                    fields: std::sync::Arc::new(fields),
+                    fields: fields.clone(),
                     patch,
                     seed: None,
                     row: new,
@@ -560,42 +564,48 @@ fn on_trigger<'a>(
     }
 }
 
-/// A row as JSON, via `to_jsonb` (the same conversion the projection takes back).
-fn to_json<A: WhoAllocated>(tuple: PgHeapTuple<'_, A>, rowtype: pg_sys::Oid) -> Map<String, Value> {
-    let arg = unsafe { pgrx::datum::DatumWithOid::new(tuple, rowtype) };
-    match query_one::<JsonB>("SELECT pg_catalog.to_jsonb($1)", &[arg]).map(|j| j.0) {
+thread_local! {
+    /// The last registered fields spec the trigger parsed, and what it parsed to: a statement
+    /// fires the trigger once per row with the same spec.
+    static PARSED: RefCell<Option<(Arc<Value>, Arc<Vec<Field>>)>> = const { RefCell::new(None) };
+}
+
+fn parsed_fields(spec: &Arc<Value>, entity: RowRef<'_>) -> Arc<Vec<Field>> {
+    if let Some(fields) = PARSED.with(|p| {
+        p.borrow()
+            .as_ref()
+            .filter(|(s, _)| Arc::ptr_eq(s, spec))
+            .map(|(_, f)| f.clone())
+    }) {
+        return fields;
+    }
+    let fields = Arc::new(doc::parse_fields(spec).or_raise(entity));
+    PARSED.with(|p| *p.borrow_mut() = Some((spec.clone(), fields.clone())));
+    fields
+}
+
+/// A row as JSON: Postgres' own `row_to_json`, called directly (no SPI: it runs for every
+/// row a statement writes). Its values are those `to_jsonb`, which `jsonb_populate_record`
+/// reverses, gives for every column type a field can live in.
+fn to_json<A: WhoAllocated>(
+    tuple: PgHeapTuple<'_, A>,
+    _rowtype: pg_sys::Oid,
+) -> Map<String, Value> {
+    let datum = tuple.into_datum();
+    let json = unsafe { pgrx::direct_function_call::<pgrx::Json>(pg_sys::row_to_json, &[datum]) };
+    match json.map(|j| j.0) {
         Some(Value::Object(map)) => map,
         _ => Map::new(),
     }
 }
 
-/// OLD and NEW as JSON, in one statement.
+/// OLD and NEW as JSON.
 fn to_json_pair<A: WhoAllocated, B: WhoAllocated>(
     old: PgHeapTuple<'_, A>,
     new: PgHeapTuple<'_, B>,
     rowtype: pg_sys::Oid,
 ) -> (Map<String, Value>, Map<String, Value>) {
-    let args = unsafe {
-        [
-            pgrx::datum::DatumWithOid::new(old, rowtype),
-            pgrx::datum::DatumWithOid::new(new, rowtype),
-        ]
-    };
-    let pair = query_one::<JsonB>(
-        "SELECT pg_catalog.jsonb_build_array(pg_catalog.to_jsonb($1), pg_catalog.to_jsonb($2))",
-        &args,
-    );
-    match pair.map(|j| j.0) {
-        Some(Value::Array(mut both)) if both.len() == 2 => {
-            let object = |v: Value| match v {
-                Value::Object(map) => map,
-                _ => Map::new(),
-            };
-            let new = object(both.pop().unwrap_or_default());
-            (object(both.pop().unwrap_or_default()), new)
-        }
-        _ => (Map::new(), Map::new()),
-    }
+    (to_json(old, rowtype), to_json(new, rowtype))
 }
 
 /// NEW with its CRDT columns replaced by the projection.
