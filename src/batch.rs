@@ -46,7 +46,7 @@ const FLUSH_EVERY: usize = 1000;
 const ROWS_IN_TRIGGER: usize = 64;
 
 /// Jobs a thread runs at a time.
-const CHUNK: usize = 500;
+const CHUNK: usize = 250;
 
 enum Op {
     /// Store this doc's snapshot.
@@ -287,6 +287,11 @@ pub fn flush() {
     finish_running();
     store_done();
     if with_queue(|q| !q.waiting.is_empty()) {
+        // The statement's last rows: split them over both workers, nothing else to overlap.
+        let half = with_queue(|q| q.waiting.len().div_ceil(WORKERS));
+        let rest = with_queue(|q| q.waiting.split_off(half));
+        start_waiting();
+        with_queue(|q| q.waiting = rest);
         start_waiting();
         finish_running();
         store_done();

@@ -481,6 +481,36 @@ pub fn delete_entity(entity: &str) {
     });
 }
 
+/// Runs the statements of `f` with generic plans (`plan_cache_mode`, in a GUC nest level of
+/// its own). The batch statements join a few hundred row ids to the sidecar; a custom plan
+/// sees the array's length and may pick a hash join over the whole sidecar, once per chunk,
+/// which makes a statement over N rows cost O(N²). The generic plan probes the primary key.
+fn with_generic_plans<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(i32);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            if !std::thread::panicking() {
+                unsafe { pg_sys::AtEOXact_GUC(true, self.0) };
+            }
+        }
+    }
+    let _restore = unsafe {
+        let level = pg_sys::NewGUCNestLevel();
+        pg_sys::set_config_option(
+            c"plan_cache_mode".as_ptr(),
+            c"force_generic_plan".as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+        Restore(level)
+    };
+    f()
+}
+
 /// Stores many rows' snapshots of one entity in one statement (`batch`); returns each row's
 /// new stamp. Only for rows without a log.
 pub fn save_many(entity: &str, rows: &[(&str, &[u8])]) -> Vec<(String, Stamp)> {
@@ -496,24 +526,26 @@ pub fn save_many(entity: &str, rows: &[(&str, &[u8])]) -> Vec<(String, Stamp)> {
     );
     let ids: Vec<&str> = rows.iter().map(|(id, _)| *id).collect();
     let snapshots: Vec<&[u8]> = rows.iter().map(|(_, s)| *s).collect();
-    as_owner(|| {
-        with_statement(
-            &query,
-            &[entity.into(), ids.into(), snapshots.into()],
-            |result| {
-                result
-                    .map(|r| {
-                        let row_id = r.get::<String>(1)?.unwrap_or_default();
-                        let stamp = Stamp {
-                            snapshot: r.get::<String>(2)?,
-                            snapshot_bytes: r.get::<i32>(3)?.unwrap_or(0).into(),
-                            ..Stamp::default()
-                        };
-                        Ok((row_id, stamp))
-                    })
-                    .collect()
-            },
-        )
+    with_generic_plans(|| {
+        as_owner(|| {
+            with_statement(
+                &query,
+                &[entity.into(), ids.into(), snapshots.into()],
+                |result| {
+                    result
+                        .map(|r| {
+                            let row_id = r.get::<String>(1)?.unwrap_or_default();
+                            let stamp = Stamp {
+                                snapshot: r.get::<String>(2)?,
+                                snapshot_bytes: r.get::<i32>(3)?.unwrap_or(0).into(),
+                                ..Stamp::default()
+                            };
+                            Ok((row_id, stamp))
+                        })
+                        .collect()
+                },
+            )
+        })
     })
 }
 
@@ -533,10 +565,11 @@ pub fn update_many(entity: &str, rows: &[(&str, &[u8])]) {
     );
     let ids: Vec<&str> = rows.iter().map(|(id, _)| *id).collect();
     let snapshots: Vec<&[u8]> = rows.iter().map(|(_, s)| *s).collect();
-    let updated: std::collections::HashSet<String> =
+    let updated: std::collections::HashSet<String> = with_generic_plans(|| {
         as_owner(|| query_column::<String>(&query, &[entity.into(), ids.into(), snapshots.into()]))
-            .into_iter()
-            .collect();
+    })
+    .into_iter()
+    .collect();
     if updated.len() < rows.len() {
         let missing: Vec<(&str, &[u8])> = rows
             .iter()
@@ -553,16 +586,18 @@ pub fn delete_many(entity: &str, row_ids: &[&str]) {
         return;
     }
     let s = sidecar();
-    as_owner(|| {
-        for table in [&s.log, &s.table] {
-            run(
-                &format!(
-                    "DELETE FROM {table} AS t USING pg_catalog.unnest($2::text[]) AS d (row_id)
+    with_generic_plans(|| {
+        as_owner(|| {
+            for table in [&s.log, &s.table] {
+                run(
+                    &format!(
+                        "DELETE FROM {table} AS t USING pg_catalog.unnest($2::text[]) AS d (row_id)
                       WHERE t.entity = $1 AND t.row_id = d.row_id"
-                ),
-                &[entity.into(), row_ids.to_vec().into()],
-            );
-        }
+                    ),
+                    &[entity.into(), row_ids.to_vec().into()],
+                );
+            }
+        })
     });
 }
 
@@ -579,21 +614,23 @@ pub fn fetch_many(entity: &str, row_ids: &[&str]) -> Vec<(String, Vec<Vec<u8>>)>
         log = s.log,
         table = s.table
     );
-    let found = as_owner(|| {
-        with_statement(
-            &query,
-            &[entity.into(), row_ids.to_vec().into()],
-            |result| {
-                result
-                    .map(|r| {
-                        let row_id = r.get::<String>(1)?.unwrap_or_default();
-                        let snapshot = r.get::<Vec<u8>>(2)?;
-                        let has_log = r.get::<bool>(3)?.unwrap_or(false);
-                        Ok((row_id, snapshot, has_log))
-                    })
-                    .collect::<pgrx::spi::Result<Vec<_>>>()
-            },
-        )
+    let found = with_generic_plans(|| {
+        as_owner(|| {
+            with_statement(
+                &query,
+                &[entity.into(), row_ids.to_vec().into()],
+                |result| {
+                    result
+                        .map(|r| {
+                            let row_id = r.get::<String>(1)?.unwrap_or_default();
+                            let snapshot = r.get::<Vec<u8>>(2)?;
+                            let has_log = r.get::<bool>(3)?.unwrap_or(false);
+                            Ok((row_id, snapshot, has_log))
+                        })
+                        .collect::<pgrx::spi::Result<Vec<_>>>()
+                },
+            )
+        })
     });
     found
         .into_iter()
@@ -619,13 +656,15 @@ pub fn delete_logs(entity: &str, row_ids: &[&str]) {
         return;
     }
     let log = &sidecar().log;
-    as_owner(|| {
-        run(
-            &format!(
-                "DELETE FROM {log} AS t USING pg_catalog.unnest($2::text[]) AS d (row_id)
+    with_generic_plans(|| {
+        as_owner(|| {
+            run(
+                &format!(
+                    "DELETE FROM {log} AS t USING pg_catalog.unnest($2::text[]) AS d (row_id)
                   WHERE t.entity = $1 AND t.row_id = d.row_id"
-            ),
-            &[entity.into(), row_ids.to_vec().into()],
-        )
+                ),
+                &[entity.into(), row_ids.to_vec().into()],
+            )
+        })
     });
 }
