@@ -84,6 +84,14 @@ struct QueuedJob {
     had_log: bool,
 }
 
+/// A job's input: the stored blobs, the seed, the fields and the patch.
+type Input = (
+    Vec<Vec<u8>>,
+    Option<Map<String, Value>>,
+    Arc<Vec<Field>>,
+    Value,
+);
+
 /// A chunk of jobs and the worker running them.
 struct Running {
     jobs: Vec<QueuedJob>,
@@ -336,12 +344,7 @@ fn start_waiting() {
         queued.had_log = blobs.len() > 1;
         stored.push(blobs);
     }
-    let work: Vec<(
-        Vec<Vec<u8>>,
-        Option<Map<String, Value>>,
-        Arc<Vec<Field>>,
-        Value,
-    )> = jobs
+    let work: Vec<Input> = jobs
         .iter_mut()
         .zip(stored)
         .map(|(queued, blobs)| {

@@ -564,10 +564,13 @@ fn on_trigger<'a>(
     }
 }
 
+/// A fields spec and what it parses to.
+type ParsedSpec = (Arc<Value>, Arc<Vec<Field>>);
+
 thread_local! {
     /// The last registered fields spec the trigger parsed, and what it parsed to: a statement
     /// fires the trigger once per row with the same spec.
-    static PARSED: RefCell<Option<(Arc<Value>, Arc<Vec<Field>>)>> = const { RefCell::new(None) };
+    static PARSED: RefCell<Option<ParsedSpec>> = const { RefCell::new(None) };
 }
 
 fn parsed_fields(spec: &Arc<Value>, entity: RowRef<'_>) -> Arc<Vec<Field>> {

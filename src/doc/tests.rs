@@ -542,3 +542,75 @@ fn a_tree_projection_seeds_a_tree_of_the_same_shape() {
     )
     .is_err());
 }
+
+/// `rebuild` (a bulk statement's job) does what a single-row write does: a row without a doc
+/// gets one seeded from its values, a stored doc is patched, and only a change is encoded.
+#[test]
+fn rebuild_seeds_patches_and_encodes_only_changes() {
+    let fields = fields();
+    let row = json!({"title": "seeded", "votes": 2, "body": "hello"});
+    let seeded = rebuild(
+        &[],
+        row.as_object(),
+        &fields,
+        &json!({"votes": {"increment": 1}}),
+        7,
+    )
+    .unwrap();
+    assert_eq!(seeded.projection["title"], json!("seeded"));
+    assert_eq!(seeded.projection["votes"], json!(3));
+    let stored = seeded.snapshot.expect("a new doc is always stored");
+
+    let patched = rebuild(
+        std::slice::from_ref(&stored),
+        None,
+        &fields,
+        &json!({"body": "hello world"}),
+        8,
+    )
+    .unwrap();
+    assert_eq!(patched.projection["body"], json!("hello world"));
+    assert_eq!(patched.projection["votes"], json!(3));
+    let after = load(Some(&patched.snapshot.expect("a change is stored"))).unwrap();
+    assert_eq!(project(&after, &fields).unwrap(), patched.projection);
+    // Both peers' ops are in it: the seed's and the patch's.
+    assert!(after.oplog_vv().get(&7).is_some() && after.oplog_vv().get(&8).is_some());
+
+    let unchanged = rebuild(
+        std::slice::from_ref(&stored),
+        None,
+        &fields,
+        &json!({"title": "seeded"}),
+        9,
+    )
+    .unwrap();
+    assert!(
+        unchanged.snapshot.is_none(),
+        "nothing changed, nothing to store"
+    );
+
+    // A log entry after the snapshot is folded into the new snapshot.
+    let doc = load(Some(&stored)).unwrap();
+    let before = doc.oplog_vv();
+    apply_patch(&doc, &fields, &json!({"title": "from the log"})).unwrap();
+    let delta = updates_since(&doc, &before).unwrap();
+    let folded = rebuild(&[stored, delta], None, &fields, &json!({}), 10).unwrap();
+    assert_eq!(folded.projection["title"], json!("from the log"));
+    assert!(
+        folded.snapshot.is_some(),
+        "a doc with a log gets one snapshot"
+    );
+}
+
+#[test]
+fn rebuild_reports_bad_bytes_and_bad_patches() {
+    let fields = fields();
+    assert!(matches!(
+        rebuild(&[vec![1, 2, 3]], None, &fields, &json!({}), 1),
+        Err(DocError::Bytes(_))
+    ));
+    assert!(matches!(
+        rebuild(&[], None, &fields, &json!({"votes": "many"}), 1),
+        Err(DocError::Patch { .. })
+    ));
+}
