@@ -155,21 +155,15 @@ CREATE EVENT TRIGGER _pylon_crdt_forget_dropped_tables ON sql_drop
 -- ALTER TABLE or DROP INDEX starts and checked when it ends. The checks only read catalogs
 -- and the registry; they run as the extension's owner so that a role without rights on the
 -- extension's schema can still alter its own tables.
-CREATE FUNCTION @extschema@._pylon_crdt_ddl_start() RETURNS pg_catalog.event_trigger
+CREATE FUNCTION @extschema@._pylon_crdt_check_ddl_event() RETURNS pg_catalog.event_trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    PERFORM @extschema@._pylon_crdt_check_ddl('start');
-END
-$$;
-CREATE FUNCTION @extschema@._pylon_crdt_ddl_end() RETURNS pg_catalog.event_trigger
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    PERFORM @extschema@._pylon_crdt_check_ddl('end');
+    PERFORM @extschema@._pylon_crdt_check_ddl(TG_EVENT);
 END
 $$;
 CREATE EVENT TRIGGER _pylon_crdt_ddl_start ON ddl_command_start
     WHEN TAG IN ('ALTER TABLE', 'DROP INDEX')
-    EXECUTE FUNCTION @extschema@._pylon_crdt_ddl_start();
+    EXECUTE FUNCTION @extschema@._pylon_crdt_check_ddl_event();
 CREATE EVENT TRIGGER _pylon_crdt_ddl_end ON ddl_command_end
     WHEN TAG IN ('ALTER TABLE', 'DROP INDEX')
-    EXECUTE FUNCTION @extschema@._pylon_crdt_ddl_end();
+    EXECUTE FUNCTION @extschema@._pylon_crdt_check_ddl_event();

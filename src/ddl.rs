@@ -37,11 +37,11 @@ thread_local! {
     static BEFORE: RefCell<Vec<(pg_sys::Oid, Columns)>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Called by the `_pylon_crdt_check_ddl_*` event triggers with `start` or `end`.
+/// Called by the event triggers with their event, `ddl_command_start` or `ddl_command_end`.
 #[pg_extern(volatile, parallel_unsafe)]
-fn _pylon_crdt_check_ddl(phase: &str) {
-    pinned(|| match phase {
-        "start" => {
+fn _pylon_crdt_check_ddl(event: &str) {
+    pinned(|| match event {
+        "ddl_command_start" => {
             let before = enforced()
                 .into_iter()
                 .map(|t| (t.relid, attributes(t.relid)))
