@@ -1,6 +1,7 @@
-//! One row's doc, start to finish. Every SQL function and trigger goes through `merge`, so all
-//! paths share one lock order (entity row first, then the advisory lock) and one way of
-//! loading, seeding and saving.
+//! One row's doc, start to finish. Every SQL function and trigger takes the row's lock the
+//! same way (`lock`: the entity row of an enabled table, the runtime's advisory lock for any
+//! other entity) and goes through `merge` (or, for statements over many rows,
+//! `doc::rebuild` via `batch`), so all paths load, seed and save alike.
 
 use loro::{LoroDoc, VersionVector};
 use pgrx::prelude::*;

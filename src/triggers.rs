@@ -3,12 +3,15 @@
 //!
 //! - BEFORE UPDATE, per row: the changed CRDT columns become a patch (counter columns as
 //!   increments), the doc merges it, and NEW's CRDT columns are replaced by the projection.
-//!   The row is already locked when a BEFORE UPDATE trigger runs, so the advisory lock comes
-//!   second, the same order the function path uses.
+//!   The row is already locked when a BEFORE UPDATE trigger runs, and that lock is all that
+//!   orders an enabled table's writers (`row::lock`). Past a statement's first rows the Loro
+//!   work goes to `batch`'s worker threads and NEW is returned as the statement made it.
 //! - AFTER INSERT, per row: after, not before, so `INSERT ... ON CONFLICT DO UPDATE` patches
 //!   the doc once, through the UPDATE, when the insert does not happen. If the projection
 //!   differs from what was inserted (the doc already held data), the row is updated to it.
 //! - AFTER DELETE per row and AFTER TRUNCATE: the docs go too.
+//! - AFTER INSERT OR UPDATE OR DELETE, per statement (`pylon_crdt_flush`): what the row
+//!   triggers queued is stored (`batch`).
 //!
 //! When the extension itself writes the entity row (function path), the trigger must not
 //! apply the change again: `ExtensionWrite` marks that (relation, row) for the duration.
