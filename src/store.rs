@@ -481,11 +481,13 @@ pub fn delete_entity(entity: &str) {
     });
 }
 
-/// Runs the statements of `f` with generic plans (`plan_cache_mode`, in a GUC nest level of
-/// its own). The batch statements join a few hundred row ids to the sidecar; a custom plan
-/// sees the array's length and may pick a hash join over the whole sidecar, once per chunk,
-/// which makes a statement over N rows cost O(N²). The generic plan probes the primary key.
-fn with_generic_plans<R>(f: impl FnOnce() -> R) -> R {
+/// Runs the batch statements of `f` (they join a chunk of row ids to the sidecar) as the
+/// primary-key probes they are meant to be: a generic plan (a custom plan sees the array's
+/// length), and no hash, merge, bitmap or sequential scans, in a GUC nest level of their own.
+/// Otherwise the planner may pick a scan of every row of the entity once per chunk, which
+/// makes a statement over N rows cost O(N²): it did, for rows inserted earlier in the same
+/// transaction, which no statistics count yet.
+fn with_index_probes<R>(f: impl FnOnce() -> R) -> R {
     struct Restore(i32);
     impl Drop for Restore {
         fn drop(&mut self) {
@@ -496,16 +498,24 @@ fn with_generic_plans<R>(f: impl FnOnce() -> R) -> R {
     }
     let _restore = unsafe {
         let level = pg_sys::NewGUCNestLevel();
-        pg_sys::set_config_option(
-            c"plan_cache_mode".as_ptr(),
-            c"force_generic_plan".as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SAVE,
-            true,
-            0,
-            false,
-        );
+        for (name, value) in [
+            (c"plan_cache_mode", c"force_generic_plan"),
+            (c"enable_hashjoin", c"off"),
+            (c"enable_mergejoin", c"off"),
+            (c"enable_bitmapscan", c"off"),
+            (c"enable_seqscan", c"off"),
+        ] {
+            pg_sys::set_config_option(
+                name.as_ptr(),
+                value.as_ptr(),
+                pg_sys::GucContext::PGC_USERSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_SAVE,
+                true,
+                0,
+                false,
+            );
+        }
         Restore(level)
     };
     f()
@@ -526,7 +536,7 @@ pub fn save_many(entity: &str, rows: &[(&str, &[u8])]) -> Vec<(String, Stamp)> {
     );
     let ids: Vec<&str> = rows.iter().map(|(id, _)| *id).collect();
     let snapshots: Vec<&[u8]> = rows.iter().map(|(_, s)| *s).collect();
-    with_generic_plans(|| {
+    with_index_probes(|| {
         as_owner(|| {
             with_statement(
                 &query,
@@ -565,7 +575,7 @@ pub fn update_many(entity: &str, rows: &[(&str, &[u8])]) {
     );
     let ids: Vec<&str> = rows.iter().map(|(id, _)| *id).collect();
     let snapshots: Vec<&[u8]> = rows.iter().map(|(_, s)| *s).collect();
-    let updated: std::collections::HashSet<String> = with_generic_plans(|| {
+    let updated: std::collections::HashSet<String> = with_index_probes(|| {
         as_owner(|| query_column::<String>(&query, &[entity.into(), ids.into(), snapshots.into()]))
     })
     .into_iter()
@@ -586,7 +596,7 @@ pub fn delete_many(entity: &str, row_ids: &[&str]) {
         return;
     }
     let s = sidecar();
-    with_generic_plans(|| {
+    with_index_probes(|| {
         as_owner(|| {
             for table in [&s.log, &s.table] {
                 run(
@@ -607,14 +617,15 @@ pub fn delete_many(entity: &str, row_ids: &[&str]) {
 pub fn fetch_many(entity: &str, row_ids: &[&str]) -> Vec<(String, Vec<Vec<u8>>)> {
     let s = sidecar();
     let query = format!(
-        "SELECT r.row_id, s.snapshot,
-                EXISTS (SELECT FROM {log} l WHERE l.entity = $1 AND l.row_id = r.row_id)
+        "SELECT r.row_id, s.snapshot, l.found IS NOT NULL
            FROM pg_catalog.unnest($2::text[]) AS r (row_id)
-           LEFT JOIN {table} s ON s.entity = $1 AND s.row_id = r.row_id",
+           LEFT JOIN {table} s ON s.entity = $1 AND s.row_id = r.row_id
+           LEFT JOIN LATERAL (SELECT true AS found FROM {log} l
+                               WHERE l.entity = $1 AND l.row_id = r.row_id LIMIT 1) l ON true",
         log = s.log,
         table = s.table
     );
-    let found = with_generic_plans(|| {
+    let found = with_index_probes(|| {
         as_owner(|| {
             with_statement(
                 &query,
@@ -656,7 +667,7 @@ pub fn delete_logs(entity: &str, row_ids: &[&str]) {
         return;
     }
     let log = &sidecar().log;
-    with_generic_plans(|| {
+    with_index_probes(|| {
         as_owner(|| {
             run(
                 &format!(
