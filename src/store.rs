@@ -481,12 +481,13 @@ pub fn delete_entity(entity: &str) {
     });
 }
 
-/// Runs the batch statements of `f` (they join a chunk of row ids to the sidecar) as the
-/// primary-key probes they are meant to be: a generic plan (a custom plan sees the array's
-/// length), and no hash, merge, bitmap or sequential scans, in a GUC nest level of their own.
-/// Otherwise the planner may pick a scan of every row of the entity once per chunk, which
-/// makes a statement over N rows cost O(N²): it did, for rows inserted earlier in the same
-/// transaction, which no statistics count yet.
+/// Runs the batch statements of `f` as the primary-key probes they are meant to be, whatever
+/// the statistics say. Each names its chunk's row ids in the sidecar's index condition
+/// (`row_id = ANY`, or a LATERAL probe per id), and runs with a generic plan (a custom plan
+/// sees the array's length) and no hash, merge, bitmap or sequential scans, in a GUC nest
+/// level of their own. Otherwise the planner may scan every row of the entity once per
+/// chunk, which makes a statement over N rows cost O(N²): it did, for a million rows inserted
+/// earlier in the same transaction, which no statistics count yet.
 fn with_index_probes<R>(f: impl FnOnce() -> R) -> R {
     struct Restore(i32);
     impl Drop for Restore {
@@ -569,7 +570,7 @@ pub fn update_many(entity: &str, rows: &[(&str, &[u8])]) {
     let query = format!(
         "UPDATE {} AS s SET snapshot = r.snapshot, updated_at = now()
            FROM ROWS FROM (pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::bytea[])) AS r (row_id, snapshot)
-          WHERE s.entity = $1 AND s.row_id = r.row_id
+          WHERE s.entity = $1 AND s.row_id = ANY ($2::text[]) AND s.row_id = r.row_id
           RETURNING s.row_id",
         sidecar().table
     );
@@ -600,10 +601,7 @@ pub fn delete_many(entity: &str, row_ids: &[&str]) {
         as_owner(|| {
             for table in [&s.log, &s.table] {
                 run(
-                    &format!(
-                        "DELETE FROM {table} AS t USING pg_catalog.unnest($2::text[]) AS d (row_id)
-                      WHERE t.entity = $1 AND t.row_id = d.row_id"
-                    ),
+                    &format!("DELETE FROM {table} WHERE entity = $1 AND row_id = ANY ($2::text[])"),
                     &[entity.into(), row_ids.to_vec().into()],
                 );
             }
@@ -619,7 +617,8 @@ pub fn fetch_many(entity: &str, row_ids: &[&str]) -> Vec<(String, Vec<Vec<u8>>)>
     let query = format!(
         "SELECT r.row_id, s.snapshot, l.found IS NOT NULL
            FROM pg_catalog.unnest($2::text[]) AS r (row_id)
-           LEFT JOIN {table} s ON s.entity = $1 AND s.row_id = r.row_id
+           LEFT JOIN LATERAL (SELECT s.snapshot FROM {table} s
+                               WHERE s.entity = $1 AND s.row_id = r.row_id) s ON true
            LEFT JOIN LATERAL (SELECT true AS found FROM {log} l
                                WHERE l.entity = $1 AND l.row_id = r.row_id LIMIT 1) l ON true",
         log = s.log,
@@ -670,10 +669,7 @@ pub fn delete_logs(entity: &str, row_ids: &[&str]) {
     with_index_probes(|| {
         as_owner(|| {
             run(
-                &format!(
-                    "DELETE FROM {log} AS t USING pg_catalog.unnest($2::text[]) AS d (row_id)
-                  WHERE t.entity = $1 AND t.row_id = d.row_id"
-                ),
+                &format!("DELETE FROM {log} WHERE entity = $1 AND row_id = ANY ($2::text[])"),
                 &[entity.into(), row_ids.to_vec().into()],
             )
         })
