@@ -483,11 +483,11 @@ pub fn delete_entity(entity: &str) {
 
 /// Runs the batch statements of `f` as the primary-key probes they are meant to be, whatever
 /// the statistics say. Each names its chunk's row ids in the sidecar's index condition
-/// (`row_id = ANY`, or a LATERAL probe per id), and runs with a generic plan (a custom plan
-/// sees the array's length) and no hash, merge, bitmap or sequential scans, in a GUC nest
-/// level of their own. Otherwise the planner may scan every row of the entity once per
-/// chunk, which makes a statement over N rows cost O(N²): it did, for a million rows inserted
-/// earlier in the same transaction, which no statistics count yet.
+/// (`row_id = ANY`, or a LATERAL probe per id that its LIMIT keeps a subquery), and runs with
+/// a generic plan (a custom plan sees the array's length) and no hash, merge, bitmap or
+/// sequential scans, in a GUC nest level of their own. Otherwise the planner may scan every
+/// row of the entity once per chunk, which makes a statement over N rows cost O(N²): it did,
+/// for a million rows inserted earlier in the same transaction, which no statistics count.
 fn with_index_probes<R>(f: impl FnOnce() -> R) -> R {
     struct Restore(i32);
     impl Drop for Restore {
@@ -618,7 +618,7 @@ pub fn fetch_many(entity: &str, row_ids: &[&str]) -> Vec<(String, Vec<Vec<u8>>)>
         "SELECT r.row_id, s.snapshot, l.found IS NOT NULL
            FROM pg_catalog.unnest($2::text[]) AS r (row_id)
            LEFT JOIN LATERAL (SELECT s.snapshot FROM {table} s
-                               WHERE s.entity = $1 AND s.row_id = r.row_id) s ON true
+                               WHERE s.entity = $1 AND s.row_id = r.row_id LIMIT 1) s ON true
            LEFT JOIN LATERAL (SELECT true AS found FROM {log} l
                                WHERE l.entity = $1 AND l.row_id = r.row_id LIMIT 1) l ON true",
         log = s.log,
