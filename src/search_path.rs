@@ -39,22 +39,48 @@ thread_local! {
     static CALLER_PATH: RefCell<Option<Vec<pg_sys::Oid>>> = const { RefCell::new(None) };
 }
 
+/// Settings changed for as long as it lives, in a GUC nest level of its own (what a
+/// function's `SET` clause does); dropping it restores them. On an error the transaction (or
+/// savepoint) abort restores them instead.
+pub struct Settings(i32);
+
+impl Settings {
+    pub fn set(settings: &[(&CStr, &CStr)]) -> Settings {
+        unsafe {
+            let level = pg_sys::NewGUCNestLevel();
+            for (name, value) in settings {
+                pg_sys::set_config_option(
+                    name.as_ptr(),
+                    value.as_ptr(),
+                    pg_sys::GucContext::PGC_USERSET,
+                    pg_sys::GucSource::PGC_S_SESSION,
+                    pg_sys::GucAction::GUC_ACTION_SAVE,
+                    true,
+                    0,
+                    false,
+                );
+            }
+            Settings(level)
+        }
+    }
+}
+
+impl Drop for Settings {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            unsafe { pg_sys::AtEOXact_GUC(true, self.0) };
+        }
+    }
+}
+
 /// Runs `f` with `search_path` pinned to `SAFE_SEARCH_PATH`, restoring the caller's value
 /// afterwards. On an error the transaction (or savepoint) abort restores it.
 pub fn pinned<R>(f: impl FnOnce() -> R) -> R {
-    struct Restore {
-        nest_level: Option<i32>,
-        outermost: bool,
-    }
-    impl Drop for Restore {
+    struct ForgetCaller(bool);
+    impl Drop for ForgetCaller {
         fn drop(&mut self) {
-            if self.outermost {
+            if self.0 {
                 CALLER_PATH.with(|p| p.borrow_mut().take());
-            }
-            // While unwinding from an ERROR the abort pops the nest level; popping it here
-            // could run GUC code in the middle of error recovery.
-            if let (Some(level), false) = (self.nest_level, std::thread::panicking()) {
-                unsafe { pg_sys::AtEOXact_GUC(true, level) };
             }
         }
     }
@@ -66,24 +92,9 @@ pub fn pinned<R>(f: impl FnOnce() -> R) -> R {
         }
         capture
     });
-    let nest_level = (!is_pinned()).then(|| unsafe {
-        let level = pg_sys::NewGUCNestLevel();
-        pg_sys::set_config_option(
-            c"search_path".as_ptr(),
-            SAFE_SEARCH_PATH.as_ptr(),
-            pg_sys::GucContext::PGC_USERSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-            pg_sys::GucAction::GUC_ACTION_SAVE,
-            true,
-            0,
-            false,
-        );
-        level
-    });
-    let _restore = Restore {
-        nest_level,
-        outermost,
-    };
+    let _forget = ForgetCaller(outermost);
+    // Dropped before `_forget`: settings restored first, as before.
+    let _settings = (!is_pinned()).then(|| Settings::set(&[(c"search_path", SAFE_SEARCH_PATH)]));
     f()
 }
 

@@ -489,36 +489,13 @@ pub fn delete_entity(entity: &str) {
 /// row of the entity once per chunk, which makes a statement over N rows cost O(N²): it did,
 /// for a million rows inserted earlier in the same transaction, which no statistics count.
 fn with_index_probes<R>(f: impl FnOnce() -> R) -> R {
-    struct Restore(i32);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            if !std::thread::panicking() {
-                unsafe { pg_sys::AtEOXact_GUC(true, self.0) };
-            }
-        }
-    }
-    let _restore = unsafe {
-        let level = pg_sys::NewGUCNestLevel();
-        for (name, value) in [
-            (c"plan_cache_mode", c"force_generic_plan"),
-            (c"enable_hashjoin", c"off"),
-            (c"enable_mergejoin", c"off"),
-            (c"enable_bitmapscan", c"off"),
-            (c"enable_seqscan", c"off"),
-        ] {
-            pg_sys::set_config_option(
-                name.as_ptr(),
-                value.as_ptr(),
-                pg_sys::GucContext::PGC_USERSET,
-                pg_sys::GucSource::PGC_S_SESSION,
-                pg_sys::GucAction::GUC_ACTION_SAVE,
-                true,
-                0,
-                false,
-            );
-        }
-        Restore(level)
-    };
+    let _settings = crate::search_path::Settings::set(&[
+        (c"plan_cache_mode", c"force_generic_plan"),
+        (c"enable_hashjoin", c"off"),
+        (c"enable_mergejoin", c"off"),
+        (c"enable_bitmapscan", c"off"),
+        (c"enable_seqscan", c"off"),
+    ]);
     f()
 }
 
