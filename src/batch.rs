@@ -159,9 +159,10 @@ struct Queue {
     keys: HashSet<(String, String)>,
     /// Rows the current statement's triggers have seen.
     statement_rows: usize,
-    /// The subtransactions of the rows being stored right now. If storing fails with a
-    /// Postgres error and an enclosing savepoint catches it, rows of the surviving outer
-    /// subtransactions went down with the failed batch: `lost` then fails the commit.
+    /// The stores in progress (they can nest: a trigger fired by a store may read a queued
+    /// row). If storing fails with a Postgres error and an enclosing savepoint catches it,
+    /// rows of the surviving outer subtransactions went down with the failed batch: `lost`
+    /// then fails the commit.
     storing: Vec<Storing>,
     lost: bool,
     /// When the client statement whose rows `statement_rows` counts started.
@@ -248,6 +249,9 @@ pub fn wants_job() -> bool {
 pub fn statement_end() {
     if with_queue(|q| q.storing.is_empty()) {
         flush();
+        // The next statement starts counting again (statements in a loop inside one client
+        // statement, too: each single-row UPDATE stays on the trigger's own path).
+        with_queue(|q| q.statement_rows = 0);
     }
 }
 
