@@ -472,17 +472,9 @@ fn store_done() {
     }
     for (queued, result) in &done {
         let Ok(rebuilt) = result else { continue };
-        let stale = crate::row::differing(Some(&queued.job.row), &rebuilt.projection);
-        let stale: Map<String, Value> = match stale {
-            Value::Object(m) => m
-                .into_iter()
-                .filter(|(k, _)| queued.job.row.contains_key(k))
-                .collect(),
-            _ => Map::new(),
-        };
-        if stale.is_empty() {
+        let Some(stale) = crate::row::stale_columns(&queued.job.row, &rebuilt.projection) else {
             continue;
-        }
+        };
         if let Some((_, table)) =
             crate::materialize::EntityTable::registered_relation(queued.job.relid)
         {
@@ -490,17 +482,16 @@ fn store_done() {
                 entity: &queued.job.entity,
                 row_id: &queued.job.row_id,
             };
-            table.update_columns(row, &Value::Object(stale));
+            table.update_columns(row, &stale);
         }
     }
     with_queue(|q| q.storing.pop());
 }
 
-/// Stores the queued saves and deletes: the docs are encoded (on two threads when there are
-/// many), then, per entity, one upsert stores the saved rows and one delete removes the
-/// deleted ones. The queue is taken first, so a trigger fired by these writes starts with an
-/// empty one. A small queue (a statement over a few rows) leaves its docs in the cache; a
-/// large one drops them where they were encoded, off the backend's thread.
+/// Stores the queued saves and deletes: the docs are encoded, then, per entity, one upsert
+/// stores the saved rows and one delete removes the deleted ones; the saved docs go to the
+/// cache under their new stamps. The queue is taken first, so a trigger fired by these
+/// writes starts with an empty one.
 fn store_rows() {
     let rows = with_queue(|q| {
         for r in &q.rows {
@@ -512,7 +503,6 @@ fn store_rows() {
         return;
     }
     begin_storing(rows.iter().map(|r| r.subxact).collect());
-    let keep = rows.len() <= KEEP_IN_CACHE;
     let (rows, docs): (Vec<(String, String)>, Vec<Option<LoroDoc>>) = rows
         .into_iter()
         .map(|r| {
@@ -523,7 +513,7 @@ fn store_rows() {
             ((r.entity, r.row_id), doc)
         })
         .unzip();
-    let (snapshots, docs) = encode_all(docs, keep);
+    let (snapshots, docs) = encode_all(docs);
     let mut entities: Vec<&str> = Vec::new();
     for (entity, _) in &rows {
         if !entities.contains(&entity.as_str()) {
@@ -568,65 +558,27 @@ fn store_rows() {
 /// Per queued row: its encoded snapshot (None for a removal), or the Loro panic's message.
 type Encoded = Vec<Option<Result<Vec<u8>, String>>>;
 
-/// Queues up to this long keep their docs in the cache after they are stored.
-const KEEP_IN_CACHE: usize = 64;
-
-/// A snapshot per doc (None where there is no doc), and the docs back when `keep`. Encoding
-/// is pure Loro work, so past a few docs the second half is encoded (and, unless kept,
-/// dropped) on a thread of its own, which never calls into Postgres; Postgres' signals stay
-/// blocked on it. A Loro panic becomes that row's error.
-fn encode_all(docs: Vec<Option<LoroDoc>>, keep: bool) -> (Encoded, Vec<Option<LoroDoc>>) {
-    fn encode(docs: Vec<Option<LoroDoc>>, keep: bool) -> (Encoded, Vec<Option<LoroDoc>>) {
-        let snapshots: Encoded = docs
-            .iter()
-            .map(|doc| {
-                doc.as_ref().map(|doc| {
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| doc::snapshot(doc)))
-                        .map_err(|payload| doc::panic_message(payload.as_ref()))
-                })
+/// A snapshot per doc (None where there is no doc), and the docs back to be cached. The
+/// queue holds at most a statement's first `ROWS_IN_TRIGGER` docs (the rest go to jobs), so
+/// they are encoded here, on the backend's thread. A Loro panic becomes that row's error,
+/// and then no doc is handed back: one Loro panicked on may panic again when dropped, so they
+/// are all leaked.
+fn encode_all(docs: Vec<Option<LoroDoc>>) -> (Encoded, Vec<Option<LoroDoc>>) {
+    let snapshots: Encoded = docs
+        .iter()
+        .map(|doc| {
+            doc.as_ref().map(|doc| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| doc::snapshot(doc)))
+                    .map_err(|payload| doc::panic_message(payload.as_ref()))
             })
-            .collect();
-        if snapshots.iter().any(|s| matches!(s, Some(Err(_)))) {
-            // A doc Loro panicked on may panic again when dropped: leak them all.
-            std::mem::forget(docs);
-            return (snapshots, Vec::new());
-        }
-        if keep {
-            (snapshots, docs)
-        } else {
-            drop(docs);
-            (snapshots, Vec::new())
-        }
-    }
-    let n = docs.len();
-    if keep || n < 2 * KEEP_IN_CACHE {
-        let (snapshots, kept) = encode(docs, keep);
-        let kept = if kept.is_empty() {
-            (0..n).map(|_| None).collect()
-        } else {
-            kept
-        };
-        return (snapshots, kept);
-    }
-    let mut first = docs;
-    let second = first.split_off(n / 2);
-    let (mut snapshots, other) = {
-        let blocked = SignalsBlocked::new();
-        std::thread::scope(|scope| {
-            let worker = scope.spawn(move || encode(second, false));
-            drop(blocked); // the worker inherited the blocked mask; the backend needs its signals
-            let (mine, _) = encode(first, false);
-            (mine, worker.join())
         })
-    };
-    match other {
-        Ok((theirs, _)) => snapshots.extend(theirs),
-        Err(_) => raise(
-            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-            "pylon_crdt: the thread encoding docs failed".into(),
-        ),
+        .collect();
+    if snapshots.iter().any(|s| matches!(s, Some(Err(_)))) {
+        let none = docs.iter().map(|_| None).collect();
+        std::mem::forget(docs);
+        return (snapshots, none);
     }
-    (snapshots, (0..n).map(|_| None).collect())
+    (snapshots, docs)
 }
 
 /// Blocks every signal on this thread while alive, so a thread spawned meanwhile starts with

@@ -205,6 +205,16 @@ pub fn differing(current: Option<&Map<String, Value>>, projection: &Value) -> Va
     Value::Object(out)
 }
 
+/// The columns of `row` (a row as JSON) whose value is not what the projection shows:
+/// the ones to (re)write. Doc-only fields, with no column, are left out.
+pub fn stale_columns(row: &Map<String, Value>, projection: &Value) -> Option<Value> {
+    let stale: Map<String, Value> = match differing(Some(row), projection) {
+        Value::Object(m) => m.into_iter().filter(|(k, _)| row.contains_key(k)).collect(),
+        _ => Map::new(),
+    };
+    (!stale.is_empty()).then_some(Value::Object(stale))
+}
+
 /// Stores a changed doc: in log mode its delta since `before`, else (or past the threshold)
 /// the full snapshot with the log folded in.
 fn persist(

@@ -573,15 +573,14 @@ pub fn delete_many(entity: &str, row_ids: &[&str]) {
     if row_ids.is_empty() {
         return;
     }
-    let s = sidecar();
+    delete_logs(entity, row_ids);
+    let table = &sidecar().table;
     with_index_probes(|| {
         as_owner(|| {
-            for table in [&s.log, &s.table] {
-                run(
-                    &format!("DELETE FROM {table} WHERE entity = $1 AND row_id = ANY ($2::text[])"),
-                    &[entity.into(), row_ids.to_vec().into()],
-                );
-            }
+            run(
+                &format!("DELETE FROM {table} WHERE entity = $1 AND row_id = ANY ($2::text[])"),
+                &[entity.into(), row_ids.to_vec().into()],
+            )
         })
     });
 }
@@ -637,7 +636,8 @@ pub fn fetch_many(entity: &str, row_ids: &[&str]) -> Vec<(String, Vec<Vec<u8>>)>
         .collect()
 }
 
-/// Removes the log entries of many rows of one entity, folded into new snapshots (`batch`).
+/// Removes the log entries of many rows of one entity (`batch`: deleted rows, and rows whose
+/// logs new snapshots folded in).
 pub fn delete_logs(entity: &str, row_ids: &[&str]) {
     if row_ids.is_empty() {
         return;

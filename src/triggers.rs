@@ -393,16 +393,6 @@ pub fn column_fits(field: &Field, sql_type: &str) -> bool {
     }
 }
 
-/// The columns of `row` (a row as JSON) whose value is not what the projection shows:
-/// the ones to (re)write. Doc-only fields, with no column, are left out.
-fn stale_columns(row: &Map<String, Value>, projection: &Value) -> Option<Value> {
-    let stale: Map<String, Value> = match row::differing(Some(row), projection) {
-        Value::Object(m) => m.into_iter().filter(|(k, _)| row.contains_key(k)).collect(),
-        _ => Map::new(),
-    };
-    (!stale.is_empty()).then_some(Value::Object(stale))
-}
-
 /// The trigger function installed by `pylon_crdt_enable`.
 #[pg_trigger]
 fn pylon_crdt_trigger<'a>(
@@ -452,11 +442,8 @@ fn on_trigger<'a>(
 
     match trigger.op()? {
         PgTriggerOperation::Update => {
-            let (old, new) = to_json_pair(
-                trigger.old().expect("UPDATE has OLD"),
-                trigger.new().expect("UPDATE has NEW"),
-                rowtype,
-            );
+            let old = to_json(trigger.old().expect("UPDATE has OLD"));
+            let new = to_json(trigger.new().expect("UPDATE has NEW"));
             let row_id = id_of(&new);
             if id_of(&old) != row_id {
                 raise(
@@ -498,7 +485,7 @@ fn on_trigger<'a>(
                 save,
             );
             // Usually NEW already shows the projection (no concurrent peer edit): keep it.
-            match stale_columns(&new, &merged.projection) {
+            match row::stale_columns(&new, &merged.projection) {
                 None => Ok(trigger.new().map(|t| t.into_owned())),
                 Some(stale) => Ok(Some(with_projection(
                     trigger.new().expect("NEW"),
@@ -508,7 +495,7 @@ fn on_trigger<'a>(
             }
         }
         PgTriggerOperation::Insert => {
-            let new = to_json(trigger.new().expect("INSERT has NEW"), rowtype);
+            let new = to_json(trigger.new().expect("INSERT has NEW"));
             let row_id = id_of(&new);
             if ExtensionWrite::active(relid, &row_id) {
                 return Ok(None);
@@ -538,14 +525,14 @@ fn on_trigger<'a>(
                     |d| doc::apply_patch(d, &fields, &patch),
                     save,
                 );
-                if let Some(stale) = stale_columns(&new, &merged.projection) {
+                if let Some(stale) = row::stale_columns(&new, &merged.projection) {
                     table.update_columns(row, &stale);
                 }
             }
             Ok(None)
         }
         PgTriggerOperation::Delete => {
-            let old = to_json(trigger.old().expect("DELETE has OLD"), rowtype);
+            let old = to_json(trigger.old().expect("DELETE has OLD"));
             let row_id = id_of(&old);
             let row = RowRef {
                 entity: &entity,
@@ -593,25 +580,13 @@ fn parsed_fields(spec: &Arc<Value>, entity: RowRef<'_>) -> Arc<Vec<Field>> {
 /// A row as JSON: Postgres' own `row_to_json`, called directly (no SPI: it runs for every
 /// row a statement writes). Its values are those `to_jsonb`, which `jsonb_populate_record`
 /// reverses, gives for every column type a field can live in.
-fn to_json<A: WhoAllocated>(
-    tuple: PgHeapTuple<'_, A>,
-    _rowtype: pg_sys::Oid,
-) -> Map<String, Value> {
+fn to_json<A: WhoAllocated>(tuple: PgHeapTuple<'_, A>) -> Map<String, Value> {
     let datum = tuple.into_datum();
     let json = unsafe { pgrx::direct_function_call::<pgrx::Json>(pg_sys::row_to_json, &[datum]) };
     match json.map(|j| j.0) {
         Some(Value::Object(map)) => map,
         _ => Map::new(),
     }
-}
-
-/// OLD and NEW as JSON.
-fn to_json_pair<A: WhoAllocated, B: WhoAllocated>(
-    old: PgHeapTuple<'_, A>,
-    new: PgHeapTuple<'_, B>,
-    rowtype: pg_sys::Oid,
-) -> (Map<String, Value>, Map<String, Value>) {
-    (to_json(old, rowtype), to_json(new, rowtype))
 }
 
 /// NEW with its CRDT columns replaced by the projection.
