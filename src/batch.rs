@@ -34,7 +34,7 @@ use pgrx::prelude::*;
 use serde_json::{Map, Value};
 
 use crate::cache;
-use crate::doc::{self, DocError, Field, Rebuilt};
+use crate::doc::{self, migrate::Migration, DocError, Field, Rebuilt};
 use crate::error::{raise, RowRef};
 use crate::store;
 
@@ -74,6 +74,8 @@ pub struct Job {
     pub seed: Option<Map<String, Value>>,
     /// The row as the statement leaves it; columns the projection disagrees with are rewritten.
     pub row: Map<String, Value>,
+    /// A schema change to apply to the stored doc first (`pylon_crdt_alter`).
+    pub migration: Option<Arc<Migration>>,
 }
 
 struct QueuedJob {
@@ -84,29 +86,25 @@ struct QueuedJob {
     had_log: bool,
 }
 
-/// A job's input: the stored blobs, the seed, the fields and the patch.
-type Input = (
-    Vec<Vec<u8>>,
-    Option<Map<String, Value>>,
-    Arc<Vec<Field>>,
-    Value,
-);
-
 /// A chunk of jobs and the worker running them.
 struct Running {
     jobs: Vec<QueuedJob>,
     worker: usize,
 }
 
-/// What a worker is given: per row, the stored blobs, the seed, the fields, the patch and
-/// the peer to edit under.
-type Work = Vec<(
-    Vec<Vec<u8>>,
-    Option<Map<String, Value>>,
-    Arc<Vec<Field>>,
-    Value,
-    u64,
-)>;
+/// One row's input to `doc::rebuild`.
+struct Task {
+    stored: Vec<Vec<u8>>,
+    seed: Option<Map<String, Value>>,
+    fields: Arc<Vec<Field>>,
+    patch: Value,
+    migration: Option<Arc<Migration>>,
+    /// The peer id to edit under.
+    peer: u64,
+}
+
+/// What a worker is given: a chunk of rows.
+type Work = Vec<Task>;
 type Results = Vec<Result<Rebuilt, DocError>>;
 
 /// A thread that runs chunks of jobs, kept for the backend's life so that its heap stays
@@ -128,8 +126,15 @@ impl Worker {
             for chunk in inbox {
                 let done = chunk
                     .iter()
-                    .map(|(stored, seed, fields, patch, peer)| {
-                        doc::rebuild(stored, seed.as_ref(), fields, patch, *peer)
+                    .map(|t| {
+                        doc::rebuild(
+                            &t.stored,
+                            t.seed.as_ref(),
+                            &t.fields,
+                            &t.patch,
+                            t.migration.as_deref(),
+                            t.peer,
+                        )
                     })
                     .collect();
                 drop(chunk);
@@ -348,16 +353,16 @@ fn start_waiting() {
         queued.had_log = blobs.len() > 1;
         stored.push(blobs);
     }
-    let work: Vec<Input> = jobs
+    let work: Work = jobs
         .iter_mut()
         .zip(stored)
-        .map(|(queued, blobs)| {
-            (
-                blobs,
-                queued.job.seed.take(),
-                queued.job.fields.clone(),
-                std::mem::take(&mut queued.job.patch),
-            )
+        .map(|(queued, stored)| Task {
+            stored,
+            seed: queued.job.seed.take(),
+            fields: queued.job.fields.clone(),
+            patch: std::mem::take(&mut queued.job.patch),
+            migration: queued.job.migration.clone(),
+            peer: doc::random_peer(),
         })
         .collect();
     let worker = with_queue(|q| {
@@ -369,10 +374,6 @@ fn start_waiting() {
             .find(|w| !q.running.iter().any(|r| r.worker == *w))
             .unwrap_or(0)
     });
-    let work: Work = work
-        .into_iter()
-        .map(|(stored, seed, fields, patch)| (stored, seed, fields, patch, doc::random_peer()))
-        .collect();
     let sent = with_queue(|q| q.workers[worker].work.send(work).is_ok());
     if !sent {
         with_queue(|q| q.workers.clear());

@@ -35,6 +35,25 @@ type Columns = Vec<(i16, String)>;
 thread_local! {
     /// Each enforced table's columns at the start of the current command.
     static BEFORE: RefCell<Vec<(pg_sys::Oid, Columns)>> = const { RefCell::new(Vec::new()) };
+    /// Tables whose columns `pylon_crdt_alter` is renaming along with their fields.
+    static ALTERING: RefCell<Vec<pg_sys::Oid>> = const { RefCell::new(Vec::new()) };
+}
+
+/// While alive, the DDL checks leave a table alone: `pylon_crdt_alter` renames a field's
+/// column together with the field, and checks the columns against the new fields itself.
+pub struct Altering;
+
+impl Altering {
+    pub fn begin(relid: pg_sys::Oid) -> Altering {
+        ALTERING.with(|a| a.borrow_mut().push(relid));
+        Altering
+    }
+}
+
+impl Drop for Altering {
+    fn drop(&mut self) {
+        ALTERING.with(|a| a.borrow_mut().pop());
+    }
 }
 
 /// Called by the event triggers with their event, `ddl_command_start` or `ddl_command_end`.
@@ -51,6 +70,9 @@ fn _pylon_crdt_check_ddl(event: &str) {
         _ => {
             let before = BEFORE.with(|b| std::mem::take(&mut *b.borrow_mut()));
             for table in enforced() {
+                if ALTERING.with(|a| a.borrow().contains(&table.relid)) {
+                    continue;
+                }
                 let columns = before.iter().find(|(relid, _)| *relid == table.relid);
                 check(&table, columns.map(|(_, c)| c.as_slice()));
             }

@@ -45,6 +45,7 @@ pub fn sqlstate_of(err: &DocError) -> PgSqlErrorCode {
         DocError::Bytes(_) => PgSqlErrorCode::ERRCODE_INVALID_BINARY_REPRESENTATION,
         DocError::Pending(_) => PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
         DocError::Limit(_) => PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+        DocError::Unsupported(_) => PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
         DocError::Panic(_) => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
     }
 }

@@ -6,7 +6,7 @@
 pub mod doc;
 
 mod alloc;
-
+mod alter;
 mod api;
 mod batch;
 mod cache;

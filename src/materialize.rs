@@ -68,7 +68,7 @@ fn cached(key: Lookup, compute: impl FnOnce() -> Found) -> Found {
 
 /// Forgets all table metadata: called on relcache and pg_class syscache invalidations,
 /// which CREATE/ALTER/DROP TABLE and CREATE/DROP TRIGGER (so enable/disable) all send.
-fn invalidate() {
+pub fn invalidate() {
     TABLES.with(|t| {
         if let Ok(mut tables) = t.try_borrow_mut() {
             tables.clear();

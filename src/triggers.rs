@@ -141,9 +141,27 @@ fn enable(relation: pg_sys::Oid, fields: JsonB, entity: Option<&str>, id_column:
 
     // Existing rows: docs from their values (or, for rows that have docs, their projection).
     // CREATE TRIGGER above locked the table against writers until commit, so the rows stay
-    // as read; they are read through a cursor and their docs stored in batches.
+    // as read.
+    each_row(&name, id_column, |id, values| {
+        crate::batch::submit(crate::batch::Job {
+            relid: relation,
+            entity: entity.clone(),
+            row_id: id,
+            fields: parsed.clone(),
+            patch: Value::Object(Map::new()),
+            seed: Some(values.clone()),
+            row: values,
+            migration: None,
+        });
+    });
+}
+
+/// Calls `f` with every row of `table` (id, values), read through a cursor a thousand at a
+/// time, then stores the docs `f` handed to jobs. The caller holds a lock that keeps writers
+/// out, so the rows stay as read.
+pub fn each_row(table: &str, id_column: &str, mut f: impl FnMut(String, Map<String, Value>)) {
     let query = format!(
-        "SELECT t.{}::text, pg_catalog.to_jsonb(t) FROM {name} AS t",
+        "SELECT t.{}::text, pg_catalog.to_jsonb(t) FROM {table} AS t",
         quote_identifier(id_column)
     );
     let cursor = Spi::connect_mut(|client| client.open_cursor(&query, &[]).detach_into_name());
@@ -166,18 +184,9 @@ fn enable(relation: pg_sys::Oid, fields: JsonB, entity: Option<&str>, id_column:
             break;
         }
         for (id, values) in rows {
-            let Some(Value::Object(values)) = values.map(|v| v.0) else {
-                continue;
-            };
-            crate::batch::submit(crate::batch::Job {
-                relid: relation,
-                entity: entity.clone(),
-                row_id: id,
-                fields: parsed.clone(),
-                patch: Value::Object(Map::new()),
-                seed: Some(values.clone()),
-                row: values,
-            });
+            if let Some(Value::Object(values)) = values.map(|v| v.0) {
+                f(id, values);
+            }
         }
     }
     crate::batch::flush();
@@ -219,7 +228,7 @@ fn disable(relation: pg_sys::Oid, drop_docs: bool) -> bool {
 }
 
 /// Whether the current role owns (is a member of the owner of) a relation.
-fn owns_table(relid: pg_sys::Oid) -> Option<bool> {
+pub fn owns_table(relid: pg_sys::Oid) -> Option<bool> {
     query_one::<bool>(
         "SELECT pg_catalog.pg_has_role(relowner, 'USAGE') FROM pg_catalog.pg_class WHERE oid = $1",
         &[relid.into()],
@@ -295,7 +304,13 @@ fn drop_triggers(table: &str) {
 }
 
 /// Refuses columns that cannot hold their field's kind (42804), and a missing id column.
-fn check_columns(entity: &str, table: &str, relid: pg_sys::Oid, id_column: &str, fields: &[Field]) {
+pub fn check_columns(
+    entity: &str,
+    table: &str,
+    relid: pg_sys::Oid,
+    id_column: &str,
+    fields: &[Field],
+) {
     let columns = columns_of(relid);
     if !columns.iter().any(|(n, _)| n == id_column) {
         raise(
@@ -474,6 +489,7 @@ fn on_trigger<'a>(
                     patch,
                     seed: Some(old),
                     row: new,
+                    migration: None,
                 });
                 return Ok(trigger.new().map(|t| t.into_owned()));
             }
@@ -510,6 +526,7 @@ fn on_trigger<'a>(
                     patch,
                     seed: None,
                     row: new,
+                    migration: None,
                 });
                 return Ok(None);
             }

@@ -7,6 +7,7 @@
 
 pub mod fields;
 pub mod json;
+pub mod migrate;
 pub mod patch;
 pub mod project;
 pub mod rowpatch;
@@ -42,6 +43,8 @@ pub enum DocError {
     Pending(String),
     /// Content past a built-in limit, such as a tree too deep to project (54000).
     Limit(String),
+    /// A schema change that cannot be made faithfully (0A000).
+    Unsupported(String),
     /// Loro panicked (XX000); the doc it was working on is thrown away.
     Panic(String),
 }
@@ -72,7 +75,7 @@ impl fmt::Display for DocError {
                 message,
             } => f.write_str(message),
             DocError::Bytes(m) => write!(f, "malformed Loro data: {m}"),
-            DocError::Pending(m) | DocError::Limit(m) => f.write_str(m),
+            DocError::Pending(m) | DocError::Limit(m) | DocError::Unsupported(m) => f.write_str(m),
             DocError::Panic(m) => write!(f, "internal error in Loro: {m}"),
         }
     }
@@ -119,13 +122,15 @@ pub struct Rebuilt {
 /// (`crate::batch` runs these on a thread of its own): decode what is stored (the snapshot,
 /// then any log entries; when there is nothing, seed a new doc from the row's values), apply
 /// the patch under `peer`, project, and encode a snapshot when it differs from the one
-/// stored. Needs nothing but its arguments. A Loro panic becomes
+/// stored. A schema change (`migration`) is applied to a stored doc first, with the row's
+/// values (`seed`) for its added fields. Needs nothing but its arguments. A Loro panic becomes
 /// `DocError::Panic`, and the doc it broke is leaked rather than dropped.
 pub fn rebuild(
     stored: &[Vec<u8>],
     seed: Option<&serde_json::Map<String, serde_json::Value>>,
     fields: &[Field],
     patch: &serde_json::Value,
+    migration: Option<&migrate::Migration>,
     peer: u64,
 ) -> Result<Rebuilt, DocError> {
     let doc = std::mem::ManuallyDrop::new(LoroDoc::new());
@@ -138,6 +143,8 @@ pub fn rebuild(
         let before = doc.oplog_vv();
         if let (true, Some(values)) = (stored.is_empty(), seed) {
             apply_patch(&doc, fields, &rowpatch::from_row(fields, values, true))?;
+        } else if let Some(migration) = migration {
+            migration.apply(&doc, seed)?;
         }
         apply_patch(&doc, fields, patch)?;
         let projection = project(&doc, fields)?;

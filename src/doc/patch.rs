@@ -120,6 +120,12 @@ fn apply_field(row: &LoroMap, field: &Field, value: &Value) -> Outcome {
         }
         return Ok(());
     }
+    if !matches!(
+        field.kind,
+        FieldKind::LwwString | FieldKind::LwwNumber | FieldKind::LwwBool
+    ) {
+        adopt(row, field)?;
+    }
     match field.kind {
         FieldKind::LwwString | FieldKind::LwwBool => set_lww(row, name, to_loro(value)),
         FieldKind::LwwNumber => {
@@ -163,6 +169,33 @@ fn apply_field(row: &LoroMap, field: &Field, value: &Value) -> Outcome {
             Ok(())
         }
     }
+}
+
+/// A key holding another shape than its field's kind (a peer on an older schema wrote it, or
+/// won the key over `pylon_crdt_alter`'s conversion) is converted first, keeping its value
+/// where it fits: a counter over a plain number starts from that number, a text over a string
+/// from that string. A value that does not fit the kind is dropped, as a write replaces it.
+fn adopt(row: &LoroMap, field: &Field) -> Outcome {
+    let Some(existing) = row.get(&field.name) else {
+        return Ok(());
+    };
+    if super::migrate::holds(&existing, field.kind) {
+        return Ok(());
+    }
+    let value = super::project::value_of(&existing)?;
+    row.delete(&field.name).map_err(|e| e.to_string())?;
+    let value = match (field.kind, value) {
+        (FieldKind::Tree, nodes @ Value::Array(_)) => {
+            let mut op = Map::new();
+            op.insert("replace".into(), nodes);
+            Value::Object(op)
+        }
+        (_, value) => value,
+    };
+    if !value.is_null() && check_shape(field, &value).is_ok() {
+        apply_field(row, field, &value)?;
+    }
+    Ok(())
 }
 
 /// Writes an LWW value, skipping writes that change nothing so history does not grow.

@@ -19,13 +19,22 @@ pub fn project(doc: &LoroDoc, fields: &[Field]) -> Result<Value, DocError> {
     for field in fields {
         let value = match row.get(&field.name) {
             None => Value::Null,
-            Some(ValueOrContainer::Value(v)) => from_loro(&v),
-            Some(ValueOrContainer::Container(c)) => project_container(c)
+            Some(v) => value_of(&v)
                 .map_err(|m| DocError::Limit(format!("field \"{}\": {m}", field.name)))?,
         };
         out.insert(field.name.clone(), value);
     }
     Ok(Value::Object(out))
+}
+
+/// A key's value as JSON, whatever its shape: a field projects what its key holds, so a doc
+/// a peer wrote under an older schema (a plain number where the field is now a counter) still
+/// shows its value.
+pub fn value_of(value: &ValueOrContainer) -> Result<Value, String> {
+    match value {
+        ValueOrContainer::Value(v) => Ok(from_loro(v)),
+        ValueOrContainer::Container(c) => project_container(c.clone()),
+    }
 }
 
 fn project_container(container: Container) -> Result<Value, String> {

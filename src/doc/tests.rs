@@ -554,6 +554,7 @@ fn rebuild_seeds_patches_and_encodes_only_changes() {
         row.as_object(),
         &fields,
         &json!({"votes": {"increment": 1}}),
+        None,
         7,
     )
     .unwrap();
@@ -566,6 +567,7 @@ fn rebuild_seeds_patches_and_encodes_only_changes() {
         None,
         &fields,
         &json!({"body": "hello world"}),
+        None,
         8,
     )
     .unwrap();
@@ -581,6 +583,7 @@ fn rebuild_seeds_patches_and_encodes_only_changes() {
         None,
         &fields,
         &json!({"title": "seeded"}),
+        None,
         9,
     )
     .unwrap();
@@ -594,7 +597,7 @@ fn rebuild_seeds_patches_and_encodes_only_changes() {
     let before = doc.oplog_vv();
     apply_patch(&doc, &fields, &json!({"title": "from the log"})).unwrap();
     let delta = updates_since(&doc, &before).unwrap();
-    let folded = rebuild(&[stored, delta], None, &fields, &json!({}), 10).unwrap();
+    let folded = rebuild(&[stored, delta], None, &fields, &json!({}), None, 10).unwrap();
     assert_eq!(folded.projection["title"], json!("from the log"));
     assert!(
         folded.snapshot.is_some(),
@@ -606,11 +609,189 @@ fn rebuild_seeds_patches_and_encodes_only_changes() {
 fn rebuild_reports_bad_bytes_and_bad_patches() {
     let fields = fields();
     assert!(matches!(
-        rebuild(&[vec![1, 2, 3]], None, &fields, &json!({}), 1),
+        rebuild(&[vec![1, 2, 3]], None, &fields, &json!({}), None, 1),
         Err(DocError::Bytes(_))
     ));
     assert!(matches!(
-        rebuild(&[], None, &fields, &json!({"votes": "many"}), 1),
+        rebuild(&[], None, &fields, &json!({"votes": "many"}), None, 1),
         Err(DocError::Patch { .. })
+    ));
+}
+
+fn spec(value: Value) -> Vec<Field> {
+    parse_fields(&value).unwrap()
+}
+
+/// `migrate`: a rename carries the value (a container's content too) to the new key, a kind
+/// change converts in place, a drop deletes, an add takes the row's value; all as ops a peer
+/// merges.
+#[test]
+fn migration_renames_converts_drops_and_adds() {
+    let old = spec(json!({
+        "title": "string", "body": "string", "votes": "int",
+        "tags": {"type": "string", "crdt": "list"}, "gone": "string",
+        "outline": {"type": "string", "crdt": "tree"}
+    }));
+    let new = spec(json!({
+        "headline": "string", "body": "richtext", "votes": {"type": "int", "crdt": "counter"},
+        "tags": {"type": "string", "crdt": "movable-list"}, "priority": "int",
+        "plan": {"type": "string", "crdt": "tree"}
+    }));
+    let doc = load(None).unwrap();
+    apply_patch(
+        &doc,
+        &old,
+        &json!({"title": "Hi", "body": "Hello", "votes": 3, "tags": ["a", "b"], "gone": "x",
+                "outline": {"create": {"data": {"t": "root"}}}}),
+    )
+    .unwrap();
+    let peer = fork(&doc);
+    let renames = [
+        ("title".to_string(), "headline".to_string()),
+        ("outline".to_string(), "plan".to_string()),
+    ];
+    let migration = migrate::plan(&old, &new, &renames).unwrap();
+    let row = json!({"priority": 2, "headline": "ignored: the doc has a value"});
+    migration.apply(&doc, row.as_object()).unwrap();
+
+    let projected = project(&doc, &new).unwrap();
+    assert_eq!(projected["headline"], json!("Hi"));
+    assert_eq!(projected["body"], json!("Hello"));
+    assert_eq!(projected["votes"], json!(3));
+    assert_eq!(projected["tags"], json!(["a", "b"]));
+    assert_eq!(projected["priority"], json!(2));
+    assert_eq!(projected["plan"][0]["data"], json!({"t": "root"}));
+    let keys: Vec<String> = root(&doc).keys().map(|k| k.to_string()).collect();
+    assert!(!keys.contains(&"title".to_string()) && !keys.contains(&"gone".to_string()));
+
+    // The new kinds behave as such: concurrent increments add up, text merges by diff.
+    let other = fork(&doc);
+    apply_patch(
+        &doc,
+        &new,
+        &json!({"votes": {"increment": 1}, "body": "Hello there"}),
+    )
+    .unwrap();
+    apply_patch(
+        &other,
+        &new,
+        &json!({"votes": {"increment": 10}, "body": "Oh Hello"}),
+    )
+    .unwrap();
+    exchange(&doc, &other);
+    assert_eq!(project(&doc, &new).unwrap()["votes"], json!(14));
+    assert_eq!(
+        project(&doc, &new).unwrap()["body"],
+        json!("Oh Hello there")
+    );
+
+    // A peer that missed the change merges it: it ends where the server did.
+    exchange(&doc, &peer);
+    assert_eq!(project(&peer, &new).unwrap(), project(&doc, &new).unwrap());
+
+    // Applying it again changes nothing.
+    let before = doc.oplog_vv();
+    migration.apply(&doc, row.as_object()).unwrap();
+    assert_eq!(doc.oplog_vv(), before);
+}
+
+/// Conversions that could lose or invent values are refused before any doc is touched.
+#[test]
+fn migration_refuses_unsound_conversions() {
+    let old = spec(
+        json!({"n": "float", "c": {"type": "int", "crdt": "counter"}, "s": "string", "b": "bool"}),
+    );
+    for (new, renames, needle) in [
+        (
+            json!({"n": "int", "c": {"type": "int", "crdt": "counter"}, "s": "string", "b": "bool"}),
+            vec![],
+            "from float to int",
+        ),
+        (
+            json!({"n": "float", "c": "richtext", "s": "string", "b": "bool"}),
+            vec![],
+            "from counter to text",
+        ),
+        (
+            json!({"n": "float", "c": {"type": "int", "crdt": "counter"}, "s": "int", "b": "bool"}),
+            vec![],
+            "from lww string to lww number",
+        ),
+        (
+            json!({"n": "float", "c": {"type": "int", "crdt": "counter"}, "s": "string", "b": "string"}),
+            vec![],
+            "from lww bool",
+        ),
+    ] {
+        let err = migrate::plan(&old, &spec(new), &renames).unwrap_err();
+        assert!(matches!(err, DocError::Unsupported(_)), "{err}");
+        assert!(
+            err.to_string().contains(needle),
+            "{err} should say {needle}"
+        );
+    }
+    let same = spec(
+        json!({"n": "float", "c": {"type": "int", "crdt": "counter"}, "s": "string", "b": "bool"}),
+    );
+    for (renames, needle) in [
+        (vec![("nope", "s")], "not a field of the current spec"),
+        (vec![("s", "t")], "not in the new fields"),
+        (vec![("s", "b")], "also in the new fields"),
+    ] {
+        let renames: Vec<(String, String)> = renames
+            .into_iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        let err = migrate::plan(&old, &same, &renames).unwrap_err();
+        assert!(
+            err.to_string().contains(needle),
+            "{err} should say {needle}"
+        );
+    }
+    assert!(migrate::plan(&old, &same, &[]).unwrap().is_empty());
+}
+
+/// A peer still on the old schema, syncing after the change (the state the README
+/// documents): a plain value it writes later than the change wins the key (LWW), is read as it
+/// stands, and is converted by the next write under the new schema, keeping its value. Its
+/// edits inside a container the change replaced (items pushed onto the old list) stay in that
+/// container, in history, and do not show.
+#[test]
+fn old_schema_writes_are_adopted_by_the_next_write() {
+    let old = spec(json!({"votes": "int", "tags": {"type": "string", "crdt": "list"}}));
+    let new = spec(json!({"votes": {"type": "int", "crdt": "counter"},
+                          "tags": {"type": "string", "crdt": "movable-list"}}));
+    let server = load(None).unwrap();
+    apply_patch(&server, &old, &json!({"votes": 1, "tags": ["a"]})).unwrap();
+    let peer = fork(&server);
+    migrate::plan(&old, &new, &[])
+        .unwrap()
+        .apply(&server, None)
+        .unwrap();
+    // The peer writes twice under the old schema, so its last write is later than the change.
+    apply_patch(&peer, &old, &json!({"votes": 5, "tags": ["a", "b"]})).unwrap();
+    apply_patch(&peer, &old, &json!({"votes": 7, "tags": ["a", "b", "c"]})).unwrap();
+    exchange(&server, &peer);
+    assert_eq!(
+        project(&server, &new).unwrap(),
+        json!({"votes": 7, "tags": ["a"]})
+    );
+    apply_patch(
+        &server,
+        &new,
+        &json!({"votes": {"increment": 1}, "tags": {"push": "d"}}),
+    )
+    .unwrap();
+    assert_eq!(
+        project(&server, &new).unwrap(),
+        json!({"votes": 8, "tags": ["a", "d"]})
+    );
+    assert!(migrate::holds(
+        &root(&server).get("votes").unwrap(),
+        FieldKind::Counter
+    ));
+    assert!(migrate::holds(
+        &root(&server).get("tags").unwrap(),
+        FieldKind::MovableList
     ));
 }
