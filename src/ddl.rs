@@ -132,7 +132,7 @@ fn attributes(relid: pg_sys::Oid) -> Columns {
     .collect()
 }
 
-const HINT: &str = "A field's values live in the table's docs under the field's name. To change such a column, run pylon_crdt_disable on the table (its docs stay), make the change, then pylon_crdt_enable it with the fields it should have: enabling writes the docs' values into the columns.";
+const HINT: &str = "A field's values live in the table's docs under the field's name. To rename, drop or re-kind a field together with its docs, use pylon_crdt_alter(table, fields, renames), which renames its column too. For other changes, run pylon_crdt_disable on the table (its docs stay), make the change, then pylon_crdt_enable it with the fields it should have: enabling writes the docs' values into the columns.";
 
 fn refuse(code: PgSqlErrorCode, table: &Enforced, what: String) -> ! {
     raise_with_hint(
