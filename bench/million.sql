@@ -39,4 +39,14 @@ SELECT pg_temp.expect('docs after enabling a populated table',
 SELECT count(pylon_crdt_apply_patch('million_populated', id::text, '{"votes":{"increment":1}}')) FROM million_populated;
 SELECT pg_temp.expect('backfill increments in the columns', (SELECT sum(votes) FROM million_populated), :rows);
 SELECT pg_temp.expect('pylon_crdt_verify problems', (SELECT count(*) FROM pylon_crdt_verify('million_populated')), 0);
+-- A schema change of every doc: title renamed to name and made a text, votes made an LWW
+-- number again.
+SELECT pg_temp.expect('rows migrated by pylon_crdt_alter',
+    pylon_crdt_alter('million_populated', '{"name":"richtext","votes":"int"}', '{"title":"name"}'), :rows);
+SELECT pg_temp.expect('names kept through the rename',
+    (SELECT count(*) FROM million_populated WHERE name = 'row ' || id), :rows);
+UPDATE million_populated SET votes = votes + 1;
+SELECT pg_temp.expect('votes in the docs after the conversion',
+    (SELECT sum((pylon_crdt_project('million_populated', id::text) ->> 'votes')::int) FROM million_populated), 2 * :rows);
+SELECT pg_temp.expect('pylon_crdt_verify problems after the alter', (SELECT count(*) FROM pylon_crdt_verify('million_populated')), 0);
 DROP TABLE million_populated;
