@@ -343,3 +343,35 @@ fn bad_ops_for_a_kind_write_nothing() {
     assert_error(&format!(r#"SELECT pylon_crdt_apply_patch('Board', 'x1', '{ALL_KINDS}', '{{"votes": true}}')"#), "22023", &["votes"]);
     assert_eq!(snapshot("Board", "x1"), before);
 }
+
+#[pg_test]
+fn alter_converts_every_doc_into_the_new_containers_a_peer_merges() {
+    Spi::run("CREATE TABLE altered (id text PRIMARY KEY, title text, votes int, tags jsonb)").unwrap();
+    Spi::run(
+        r#"SELECT pylon_crdt_enable('altered', '{"title":"string","votes":"int","tags":{"type":"string","crdt":"list"}}')"#,
+    )
+    .unwrap();
+    Spi::run(r#"INSERT INTO altered VALUES ('a1', 'Hi', 5, '["x","y"]')"#).unwrap();
+    // A Loro peer copies the doc before the change.
+    let peer = LoroDoc::from_snapshot(&snapshot("altered", "a1")).unwrap();
+    let migrated = Spi::get_one::<i64>(
+        r#"SELECT pylon_crdt_alter('altered', '{"headline":"richtext","votes":{"type":"int","crdt":"counter"},"tags":{"type":"string","crdt":"movable-list"}}', '{"title":"headline"}')"#,
+    )
+    .unwrap();
+    assert_eq!(migrated, Some(1));
+    // The peer merges the change as ordinary updates and finds the new containers.
+    peer.import(&sql_bytes(&format!(
+        "SELECT pylon_crdt_update_since('altered', 'a1', '\\x{}')",
+        hex(&peer.oplog_vv().encode())
+    )))
+    .unwrap();
+    let row = peer.get_map("row");
+    assert!(row.get("title").is_none(), "the old key is deleted");
+    assert!(matches!(row.get("headline"), Some(loro::ValueOrContainer::Container(loro::Container::Text(t))) if t.to_string() == "Hi"));
+    assert!(matches!(row.get("votes"), Some(loro::ValueOrContainer::Container(loro::Container::Counter(c))) if c.get_value() == 5.0));
+    assert!(matches!(row.get("tags"), Some(loro::ValueOrContainer::Container(loro::Container::MovableList(l))) if l.len() == 2));
+    assert_eq!(
+        sql_json("SELECT to_jsonb(a) - 'id' FROM altered a"),
+        json!({"headline": "Hi", "votes": 5, "tags": ["x", "y"]})
+    );
+}

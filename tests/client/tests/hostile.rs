@@ -988,3 +988,137 @@ fn failed_imports_leave_no_trace_in_later_calls() {
         findings.join("\n")
     );
 }
+
+/// Random schema changes (`pylon_crdt_alter`) of a populated enabled table, mixed with random
+/// writes: every call ends in a result or an ERROR with one of the documented SQLSTATEs, no
+/// backend crashes, a failed alter changes nothing (registration, column names, rows, docs),
+/// and after a successful one every row equals its doc.
+#[test]
+fn random_schema_changes_never_crash_and_a_failed_alter_changes_nothing() {
+    let url = fresh_db("hostile_alter");
+    let mut c = connect(&url);
+    if !has_function(&mut c, "pylon_crdt_alter") {
+        return;
+    }
+    let mut rng = StdRng::seed_from_u64(16);
+    c.batch_execute(
+        "CREATE TABLE shifting (id text PRIMARY KEY, a text, b int, c float8, d jsonb, e jsonb, f boolean);
+         INSERT INTO shifting SELECT 's' || i, 'text ' || i, i, i / 4.0, '[1, 2]', NULL, i % 2 = 0
+           FROM generate_series(1, 40) AS i;",
+    )
+    .unwrap();
+    let mut spec = json!({"a": "string", "b": "int", "c": "float", "d": {"type": "string", "crdt": "list"},
+                          "f": "bool", "g": "richtext"});
+    c.execute("SELECT pylon_crdt_enable('shifting', $1)", &[&spec])
+        .unwrap();
+    let kinds = [
+        json!("string"),
+        json!("richtext"),
+        json!("int"),
+        json!("float"),
+        json!("bool"),
+        json!("datetime"),
+        json!({"type": "int", "crdt": "counter"}),
+        json!({"type": "float", "crdt": "counter"}),
+        json!({"type": "string", "crdt": "list"}),
+        json!({"type": "string", "crdt": "movable-list"}),
+        json!({"type": "string", "crdt": "tree"}),
+        json!({"type": "richtext", "crdt": "lww"}),
+    ];
+    let names = ["a", "b", "c", "d", "e", "f", "g", "h", "id"];
+    let fingerprint = |c: &mut Client| -> String {
+        c.query_one(
+            "SELECT (SELECT fields::text FROM _pylon_crdt_registry WHERE entity = 'shifting')
+                 || (SELECT string_agg(attname::text, ',' ORDER BY attnum) FROM pg_attribute
+                      WHERE attrelid = 'shifting'::regclass AND attnum > 0 AND NOT attisdropped)
+                 || (SELECT md5(string_agg(s::text, ',' ORDER BY id)) FROM shifting s)
+                 || (SELECT md5(string_agg(md5(snapshot), ',' ORDER BY row_id)) FROM _pylon_crdt_snapshots
+                      WHERE entity = 'shifting')",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    };
+    let allowed = ["22023", "0A000", "42804", "42701", "54000"];
+    let (mut done, mut refused) = (0, 0);
+    let mut codes: BTreeMap<String, usize> = BTreeMap::new();
+    for round in 0..400 {
+        // A random write first, through the trigger (any outcome but a crash).
+        let row = format!("s{}", rng.gen_range(1..=40));
+        let column = names[rng.gen_range(0..names.len() - 1)];
+        let value = random_json(&mut rng, 2, &[]);
+        let _ = c.execute(
+            &format!(
+                "UPDATE shifting SET {} = jsonb_populate_record(NULL::shifting, jsonb_build_object($1::text, $2::jsonb)).{} WHERE id = $3",
+                quote_ident(column),
+                quote_ident(column)
+            ),
+            &[&column, &value, &row],
+        );
+        // A random new spec: the current fields mostly kept, some re-kinded, renamed, dropped
+        // or added; sometimes garbage.
+        let current: Vec<String> = spec.as_object().unwrap().keys().cloned().collect();
+        let mut new = serde_json::Map::new();
+        let mut renames = serde_json::Map::new();
+        for name in &current {
+            match rng.gen_range(0..10) {
+                0 => {}
+                1 | 2 => {
+                    new.insert(name.clone(), kinds[rng.gen_range(0..kinds.len())].clone());
+                }
+                3 => {
+                    let to = names[rng.gen_range(0..names.len())].to_string();
+                    renames.insert(name.clone(), json!(to));
+                    new.insert(to, spec[name].clone());
+                }
+                _ => {
+                    new.insert(name.clone(), spec[name].clone());
+                }
+            }
+        }
+        if rng.gen_bool(0.2) {
+            let name = names[rng.gen_range(0..names.len())];
+            new.insert(name.into(), kinds[rng.gen_range(0..kinds.len())].clone());
+        }
+        let (new, renames) = match rng.gen_range(0..12) {
+            0 => (random_json(&mut rng, 2, &[]), Value::Object(renames)),
+            1 => (Value::Object(new), random_json(&mut rng, 2, &[])),
+            _ => (Value::Object(new), Value::Object(renames)),
+        };
+        let before = fingerprint(&mut c);
+        match c.execute(
+            "SELECT pylon_crdt_alter('shifting', $1, $2)",
+            &[&new, &renames],
+        ) {
+            Ok(_) => {
+                done += 1;
+                spec = new;
+                let problems = verify(&mut c, Some("shifting")).unwrap_or_default();
+                assert!(
+                    problems.is_empty(),
+                    "round {round}: after altering to {spec} the rows disagree with their docs: {problems:?}"
+                );
+            }
+            Err(e) => {
+                refused += 1;
+                let code = sqlstate(&e)
+                    .unwrap_or_else(|| panic!("round {round}: no SQLSTATE (crash?): {e}"));
+                *codes.entry(code.clone()).or_default() += 1;
+                assert!(
+                    allowed.contains(&code.as_str()),
+                    "round {round}: alter to {new} with renames {renames}: unexpected {code}: {e:?}"
+                );
+                assert_eq!(
+                    fingerprint(&mut c),
+                    before,
+                    "round {round}: a failed alter ({code}) changed something"
+                );
+            }
+        }
+    }
+    println!("{done} alters done, {refused} refused: {codes:?}");
+    assert!(
+        done > 20 && refused > 20,
+        "{done} alters done, {refused} refused: the generator must exercise both"
+    );
+}
