@@ -33,6 +33,7 @@ fn pylon_crdt_alter(
     fields: JsonB,
     renames: default!(JsonB, "'{}'"),
 ) -> i64 {
+    crate::error::check_writable("pylon_crdt_alter");
     pinned(|| alter(relation.oid(), fields, &renames.0))
 }
 

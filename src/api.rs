@@ -4,7 +4,7 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 
 use crate::doc;
-use crate::error::{raise, OrRaise, RowRef};
+use crate::error::{check_writable, raise, OrRaise, RowRef};
 use crate::materialize::EntityTable;
 use crate::row::{self, Change, Entity};
 use crate::search_path::pinned;
@@ -28,6 +28,7 @@ fn check_patch_size(row: RowRef<'_>, patch: &serde_json::Value) {
 /// Applies a JSON patch to the row's doc and returns the projection of every field.
 #[pg_extern(volatile, parallel_unsafe)]
 fn pylon_crdt_apply_patch(entity: &str, row_id: &str, fields: JsonB, patch: JsonB) -> JsonB {
+    check_writable("pylon_crdt_apply_patch");
     pinned(|| {
         let row = RowRef { entity, row_id };
         check_patch_size(row, &patch.0);
@@ -39,6 +40,7 @@ fn pylon_crdt_apply_patch(entity: &str, row_id: &str, fields: JsonB, patch: Json
 /// `pylon_crdt_apply_patch` for an entity registered with `pylon_crdt_enable`.
 #[pg_extern(volatile, parallel_unsafe, name = "pylon_crdt_apply_patch")]
 fn pylon_crdt_apply_patch_registered(entity: &str, row_id: &str, patch: JsonB) -> JsonB {
+    check_writable("pylon_crdt_apply_patch");
     pinned(|| {
         let row = RowRef { entity, row_id };
         check_patch_size(row, &patch.0);
@@ -50,6 +52,7 @@ fn pylon_crdt_apply_patch_registered(entity: &str, row_id: &str, patch: JsonB) -
 /// Imports a Loro update or snapshot from a peer and returns the projection.
 #[pg_extern(volatile, parallel_unsafe)]
 fn pylon_crdt_apply_update(entity: &str, row_id: &str, fields: JsonB, update: &[u8]) -> JsonB {
+    check_writable("pylon_crdt_apply_update");
     pinned(|| {
         let row = RowRef { entity, row_id };
         check_size(row, "update", update.len());
@@ -60,6 +63,7 @@ fn pylon_crdt_apply_update(entity: &str, row_id: &str, fields: JsonB, update: &[
 
 #[pg_extern(volatile, parallel_unsafe, name = "pylon_crdt_apply_update")]
 fn pylon_crdt_apply_update_registered(entity: &str, row_id: &str, update: &[u8]) -> JsonB {
+    check_writable("pylon_crdt_apply_update");
     pinned(|| {
         let row = RowRef { entity, row_id };
         check_size(row, "update", update.len());
@@ -132,6 +136,7 @@ fn pylon_crdt_project_registered(entity: &str, row_id: &str) -> JsonB {
 /// Deletes the row's doc (the entity row stays); true when there was one.
 #[pg_extern(volatile, parallel_unsafe)]
 fn pylon_crdt_delete(entity: &str, row_id: &str) -> bool {
+    check_writable("pylon_crdt_delete");
     pinned(|| row::delete(RowRef { entity, row_id }))
 }
 
@@ -147,6 +152,7 @@ fn pylon_crdt_lock_key(s: &str) -> i32 {
 /// is refused. Returns the new snapshot's size in bytes.
 #[pg_extern(volatile, parallel_unsafe)]
 fn pylon_crdt_compact(entity: &str, row_id: &str, trim_history: default!(bool, "false")) -> i64 {
+    check_writable("pylon_crdt_compact");
     pinned(|| {
         let row = RowRef { entity, row_id };
         row::compact(row, &EntityTable::resolve(entity), trim_history) as i64
@@ -158,6 +164,7 @@ fn pylon_crdt_compact(entity: &str, row_id: &str, trim_history: default!(bool, "
 /// only its delta; see the README). Switching to 'snapshot' folds every row's log.
 #[pg_extern(volatile, parallel_unsafe)]
 fn pylon_crdt_set_storage(entity: &str, mode: &str) {
+    check_writable("pylon_crdt_set_storage");
     pinned(|| {
         row::set_storage(entity, mode);
     })

@@ -37,6 +37,25 @@ fn report(error: ErrorReport) -> ! {
     unreachable!("an ERROR report does not return")
 }
 
+/// Refuses a write before any work (25006) on a read-only server (a hot standby, where
+/// Postgres would otherwise fail deep inside with an internal error) or in a read-only
+/// transaction.
+pub fn check_writable(function: &str) {
+    if unsafe { pgrx::pg_sys::RecoveryInProgress() } {
+        raise_with_hint(
+            PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION,
+            format!("pylon_crdt: cannot run {function}: the server is read-only (a hot standby in recovery)"),
+            "Write on the primary. A standby serves the read functions: pylon_crdt_project, pylon_crdt_snapshot, pylon_crdt_version, pylon_crdt_update_since, pylon_crdt_verify and pylon_crdt_stats.",
+        );
+    }
+    if unsafe { pgrx::pg_sys::XactReadOnly } {
+        raise(
+            PgSqlErrorCode::ERRCODE_READ_ONLY_SQL_TRANSACTION,
+            format!("pylon_crdt: cannot run {function} in a read-only transaction"),
+        );
+    }
+}
+
 pub fn sqlstate_of(err: &DocError) -> PgSqlErrorCode {
     match err {
         DocError::Fields(_) | DocError::Patch { .. } => {

@@ -175,10 +175,8 @@ pub fn column_size(
 
 /// The heap attribute number of `table`'s column `name`.
 pub fn attnum(table: pg_sys::Oid, name: &str) -> Option<i16> {
-    Spi::get_one_with_args::<i16>(
+    crate::store::query_one::<i16>(
         "SELECT attnum FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attname = $2 AND NOT attisdropped",
         &[table.into(), name.into()],
     )
-    .ok()
-    .flatten()
 }

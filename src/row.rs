@@ -17,6 +17,8 @@ use crate::store::{self, Stamp, Storage};
 pub struct Entity {
     pub table: Option<EntityTable>,
     pub fields: Vec<Field>,
+    /// Whether the fields are the registration's (not a spec the caller passed).
+    pub registered_fields: bool,
 }
 
 impl Entity {
@@ -26,6 +28,7 @@ impl Entity {
         Entity {
             table: EntityTable::resolve(row.entity),
             fields,
+            registered_fields: false,
         }
     }
 
@@ -48,6 +51,7 @@ impl Entity {
         Entity {
             table: Some(table),
             fields,
+            registered_fields: true,
         }
     }
 }
@@ -278,10 +282,26 @@ pub fn lock(row: RowRef<'_>, table: Option<&EntityTable>) -> bool {
 /// A function-path write: check access, lock the entity row, merge, then write the row's
 /// columns (inserting the row for a patch to a registered entity whose row is missing).
 pub fn write(row: RowRef<'_>, entity: &Entity, change: Change<'_>) -> Value {
+    check_access(row, entity.table.as_ref(), Access::Write);
+    let registered = entity
+        .table
+        .as_ref()
+        .is_some_and(EntityTable::is_registered);
+    let row_exists = lock(row, entity.table.as_ref());
+    // A `pylon_crdt_alter` that committed while this call waited for the row lock changed
+    // the registration: write under the fields (and columns) it left.
+    let refreshed;
+    let entity = match EntityTable::registered(row.entity) {
+        Some(now)
+            if entity.registered_fields
+                && now.fields != entity.table.as_ref().and_then(|t| t.fields.clone()) =>
+        {
+            refreshed = Entity::registered(row);
+            &refreshed
+        }
+        _ => entity,
+    };
     let table = entity.table.as_ref();
-    check_access(row, table, Access::Write);
-    let registered = table.is_some_and(EntityTable::is_registered);
-    let row_exists = lock(row, table);
     if registered && !row_exists && matches!(change, Change::Import(_)) {
         raise(
             PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,

@@ -168,7 +168,11 @@ fn with_statement<R>(
                 ManuallyDrop::new(client.prepare_mut(query, &oids)?.keep())
             }
         };
-        let rows = client.update(&*statement, None, args)?;
+        // `select` on a statement prepared mutable runs it as a volatile statement (a new
+        // snapshot, after a command counter increment) without pgrx's `update`, which would
+        // assign the transaction an id first: that fails on a hot standby ("cannot assign
+        // TransactionIds during recovery") and makes every read call a writing transaction.
+        let rows = client.select(&*statement, None, args)?;
         let result = f(rows)?;
         Ok::<_, pgrx::spi::Error>((statement, result))
     })
@@ -267,13 +271,8 @@ fn probes() -> Rc<Probes> {
         )
     };
     let table = |name: &str| {
-        Spi::get_one_with_args::<pg_sys::Oid>(
-            "SELECT pg_catalog.to_regclass($1)::oid",
-            &[name.into()],
-        )
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| missing(name))
+        query_one::<pg_sys::Oid>("SELECT pg_catalog.to_regclass($1)::oid", &[name.into()])
+            .unwrap_or_else(|| missing(name))
     };
     let (sidecar_table, log_table) = (table(&s.table), table(&s.log));
     let storage_table = table(&extension_table("_pylon_crdt_storage"));

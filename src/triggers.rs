@@ -66,6 +66,7 @@ fn pylon_crdt_enable(
     entity: default!(Option<&str>, "NULL"),
     id_column: default!(&str, "'id'"),
 ) {
+    crate::error::check_writable("pylon_crdt_enable");
     pinned(|| enable(relation.oid(), fields, entity, id_column))
 }
 
@@ -195,6 +196,7 @@ pub fn each_row(table: &str, id_column: &str, mut f: impl FnMut(String, Map<Stri
 /// Removes the triggers and the registration. Docs stay unless `drop_docs`.
 #[pg_extern(volatile, parallel_unsafe)]
 fn pylon_crdt_disable(relation: pgrx::PgRelation, drop_docs: default!(bool, "false")) -> bool {
+    crate::error::check_writable("pylon_crdt_disable");
     pinned(|| disable(relation.oid(), drop_docs))
 }
 
