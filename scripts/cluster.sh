@@ -10,6 +10,9 @@
 #   scripts/cluster.sh stop
 #   scripts/cluster.sh install   build and install pylon_crdt into that Postgres
 #   scripts/cluster.sh url       print the connection string
+#   scripts/cluster.sh standby   a new streaming hot standby of the (running) cluster, made
+#                                with pg_basebackup -R, on port PORT+300: print its string
+#   scripts/cluster.sh standby-stop   stop it and remove its data directory
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/pg-env.sh
@@ -33,8 +36,20 @@ case "${1:-}" in
   url)
     echo "postgresql://postgres@127.0.0.1:$PORT/postgres"
     ;;
+  standby)
+    as_postgres "$PGBIN/pg_ctl" -D "$DATA-standby" -m immediate stop >/dev/null 2>&1 || true
+    rm -rf "$DATA-standby"
+    if [ "$(id -u)" = 0 ]; then install -d -o postgres -g postgres -m 700 "$DATA-standby"; else install -d -m 700 "$DATA-standby"; fi
+    as_postgres "$PGBIN/pg_basebackup" -h 127.0.0.1 -p "$PORT" -U postgres -D "$DATA-standby" -R -X stream -c fast
+    start_server "$PGBIN" "$DATA-standby" "$((PORT + 300))"
+    echo "postgresql://postgres@127.0.0.1:$((PORT + 300))/postgres"
+    ;;
+  standby-stop)
+    as_postgres "$PGBIN/pg_ctl" -D "$DATA-standby" -m immediate stop >/dev/null 2>&1 || true
+    rm -rf "$DATA-standby"
+    ;;
   *)
-    echo "usage: $0 start|stop|install|url" >&2
+    echo "usage: $0 start|stop|install|url|standby|standby-stop" >&2
     exit 2
     ;;
 esac

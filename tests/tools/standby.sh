@@ -8,16 +8,16 @@
 # still merge into it.
 source "$(dirname "$0")/lib.sh"
 SPORT=$((PORT + 300))
-SDATA="$WORK/standby-$PG_MAJOR"
+SDATA="$DATA-standby"
 SBASE="postgresql://postgres@127.0.0.1:$SPORT"
 ssql() { # db, sql...: like sql, on the standby
   local db=$1; shift
   psql "$SBASE/$db" -X -q -A -t -v ON_ERROR_STOP=1 "$@"
 }
 stop_standby() {
-  as_postgres "$PGBIN/pg_ctl" -D "$SDATA" -m immediate stop >/dev/null 2>&1 || true
+  "$(dirname "$0")/../../scripts/cluster.sh" standby-stop
 }
-trap 'stop_standby; rm -rf "$SDATA"' EXIT
+trap stop_standby EXIT
 
 NOTE='{"title":"string","body":"richtext"}'
 LOG='{"n":{"type":"int","crdt":"counter"}}'
@@ -28,11 +28,7 @@ CREATE EXTENSION pylon_crdt;
 $SAMPLE_DOCS_SQL
 SQL
 
-stop_standby
-rm -rf "$SDATA"
-if [ "$(id -u)" = 0 ]; then install -d -o postgres -g postgres -m 700 "$SDATA"; else install -d -m 700 "$SDATA"; fi
-as_postgres "$PGBIN/pg_basebackup" -h 127.0.0.1 -p "$PORT" -U postgres -D "$SDATA" -R -X stream -c fast
-start_server "$PGBIN" "$SDATA" "$SPORT"
+"$(dirname "$0")/../../scripts/cluster.sh" standby >/dev/null
 check "the standby is in recovery" t "$(ssql postgres -c "SELECT pg_is_in_recovery()")"
 
 wait_replay() { # until the standby has replayed all the primary has written
@@ -100,7 +96,7 @@ check "the standby's docs did not change" "$primary_reads" "$(ssql standby_src -
 # A standby backend that cached a doc returns the newer doc once replay applied the
 # primary's next write: the same session reads before and after.
 lsn_file=$(mktemp); write_file=$(mktemp)
-trap 'stop_standby; rm -rf "$SDATA" "$lsn_file" "$write_file"' EXIT
+trap 'stop_standby; rm -f "$lsn_file" "$write_file"' EXIT
 cat >"$write_file" <<SQL
 SELECT pylon_crdt_apply_patch('Note', 'n1', '$NOTE', '{"title":"after replay"}');
 UPDATE task SET votes = votes + 1 WHERE id = 't1';
