@@ -105,35 +105,27 @@ fn operation(
             )?;
             None
         }
-        40..=51 => {
-            tx.execute(
-                "SELECT pylon_crdt_apply_patch('SoakDoc', $1, $2, '{\"n\":{\"increment\":1}}')",
-                &[&doc, fields],
-            )?;
-            Some(("SoakDoc", doc))
-        }
-        52..=59 => {
-            let update = peer_increment(tx, "SoakDoc", &doc, "n");
-            tx.execute(
-                "SELECT pylon_crdt_apply_update('SoakDoc', $1, $2, $3)",
-                &[&doc, fields, &update],
-            )?;
-            Some(("SoakDoc", doc))
-        }
-        60..=71 => {
-            tx.execute(
-                "SELECT pylon_crdt_apply_patch('SoakLog', $1, $2, '{\"n\":{\"increment\":1}}')",
-                &[&log, fields],
-            )?;
-            Some(("SoakLog", log))
-        }
-        72..=77 => {
-            let update = peer_increment(tx, "SoakLog", &log, "n");
-            tx.execute(
-                "SELECT pylon_crdt_apply_update('SoakLog', $1, $2, $3)",
-                &[&log, fields, &update],
-            )?;
-            Some(("SoakLog", log))
+        op @ 40..=77 => {
+            // A table-less doc, or one in `log` storage: through the function, or as a peer's
+            // update.
+            let (entity, id) = if op < 60 {
+                ("SoakDoc", doc)
+            } else {
+                ("SoakLog", log)
+            };
+            if matches!(op, 52..=59 | 72..=77) {
+                let update = peer_increment(tx, entity, &id, "n");
+                tx.execute(
+                    "SELECT pylon_crdt_apply_update($1, $2, $3, $4)",
+                    &[&entity, &id, fields, &update],
+                )?;
+            } else {
+                tx.execute(
+                    "SELECT pylon_crdt_apply_patch($1, $2, $3, '{\"n\":{\"increment\":1}}')",
+                    &[&entity, &id, fields],
+                )?;
+            }
+            Some((entity, id))
         }
         78..=81 => {
             tx.execute("SELECT pylon_crdt_compact('SoakLog', $1)", &[&log])?;
