@@ -121,6 +121,20 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@._pylon_crdt_storage', ''
 REVOKE ALL ON @extschema@._pylon_crdt_updates, @extschema@._pylon_crdt_updates_seq, @extschema@._pylon_crdt_storage FROM PUBLIC;
 GRANT SELECT ON @extschema@._pylon_crdt_storage TO PUBLIC;
 
+-- The changes feed (issue 11; see pylon_crdt_changes): per doc of a publishing entity, the
+-- top-level id of the last transaction that changed it, and whether that deleted it. Not
+-- dumped: transaction ids mean nothing in another cluster, so after a restore readers start
+-- over from cursor 0.
+CREATE TABLE @extschema@._pylon_crdt_changes (
+    entity  pg_catalog.text    NOT NULL,
+    row_id  pg_catalog.text    NOT NULL,
+    xid     pg_catalog.xid8    NOT NULL,
+    deleted pg_catalog.bool    NOT NULL,
+    PRIMARY KEY (entity, row_id)
+);
+CREATE INDEX _pylon_crdt_changes_by_xid ON @extschema@._pylon_crdt_changes (entity, xid);
+REVOKE ALL ON @extschema@._pylon_crdt_changes FROM PUBLIC;
+
 -- Dropping an enabled table drops its registration and its docs, as deleting its rows would
 -- (issue 16): a later table of that name must not inherit another table's docs. Registrations
 -- of tables already gone (dropped while event triggers were off) go at the same time. Runs as

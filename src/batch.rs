@@ -470,6 +470,12 @@ fn store_done() {
         };
         store::update_many(entity, &saved(true));
         store::save_many(entity, &saved(false));
+        let changed: Vec<&str> = saved(true)
+            .into_iter()
+            .chain(saved(false))
+            .map(|(id, _)| id)
+            .collect();
+        crate::changes::record(entity, &changed, false);
     }
     for (queued, result) in &done {
         let Ok(rebuilt) = result else { continue };
@@ -543,6 +549,8 @@ fn store_rows() {
             }
         }
         store::delete_many(entity, &deleted);
+        let saved_ids: Vec<&str> = saved.iter().map(|(id, _)| *id).collect();
+        crate::changes::record(entity, &saved_ids, false);
         for (row_id, stamp) in store::save_many(entity, &saved) {
             stamps.insert((entity.to_owned(), row_id), stamp);
         }

@@ -10,6 +10,7 @@ mod alter;
 mod api;
 mod batch;
 mod cache;
+mod changes;
 mod ddl;
 mod error;
 mod lookup;
@@ -71,6 +72,16 @@ pub extern "C-unwind" fn _PG_init() {
         0.0,
         1000.0,
         GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"pylon_crdt.publish_unregistered",
+        c"Record changes to the docs of entities without a registered table in the changes feed.",
+        c"Registered entities always publish; table-less ones only with this on (see pylon_crdt_changes).",
+        &changes::PUBLISH_UNREGISTERED,
+        // Set for a database or the server, not per session: a session that turned it off
+        // would write changes readers never see.
+        GucContext::Suset,
         GucFlags::default(),
     );
     cache::init();

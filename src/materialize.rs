@@ -262,6 +262,22 @@ impl EntityTable {
         as_owner(|| query_one::<bool>(&query, &[row.row_id.into()])).unwrap_or(false)
     }
 
+    /// Which of these rows the caller sees through the table (its privileges and row-level
+    /// security apply: the query runs as the caller).
+    pub fn visible_ids(&self, row_ids: &[&str]) -> std::collections::HashSet<String> {
+        if row_ids.is_empty() {
+            return Default::default();
+        }
+        let id = quote_identifier(&self.id_column);
+        let query = format!(
+            "SELECT t.{id}::text FROM {} AS t WHERE t.{id}::text = ANY ($1::text[])",
+            self.name
+        );
+        crate::store::query_column::<String>(&query, &[row_ids.to_vec().into()])
+            .into_iter()
+            .collect()
+    }
+
     /// The row's current values as JSON (column name to value), if the caller can see it.
     pub fn row_values(&self, row: RowRef<'_>) -> Option<Map<String, Value>> {
         let query = format!(

@@ -175,8 +175,11 @@ pub fn merge(
         && stamp.log_seq.is_none()
         && !unchanged;
     if batched {
-        crate::batch::save(row, doc.into_inner());
+        crate::batch::save(row, doc.into_inner()); // recorded in the changes feed when stored
     } else {
+        if !unchanged {
+            crate::changes::record(row.entity, &[row.row_id], false);
+        }
         let stamp = if unchanged {
             stamp
         } else {

@@ -448,25 +448,34 @@ pub fn append_log(row: RowRef<'_>, update: &[u8]) -> i64 {
 pub fn delete(row: RowRef<'_>) -> bool {
     crate::batch::flush_row(row);
     let s = sidecar();
-    as_owner(|| {
-        run(
-            &format!("DELETE FROM {} WHERE entity = $1 AND row_id = $2", s.log),
+    let existed = as_owner(|| {
+        let logged = query_one::<bool>(
+            &format!(
+                "WITH gone AS (DELETE FROM {} WHERE entity = $1 AND row_id = $2 RETURNING 1)
+                 SELECT count(*) > 0 FROM gone",
+                s.log
+            ),
             &[row.entity.into(), row.row_id.into()],
         );
-        query_one::<bool>(
+        let stored = query_one::<bool>(
             &format!(
                 "DELETE FROM {} WHERE entity = $1 AND row_id = $2 RETURNING true",
                 s.table
             ),
             &[row.entity.into(), row.row_id.into()],
-        )
-    })
-    .unwrap_or(false)
+        );
+        (stored.unwrap_or(false), logged.unwrap_or(false))
+    });
+    if existed.0 || existed.1 {
+        crate::changes::record(row.entity, &[row.row_id], true);
+    }
+    existed.0
 }
 
 /// Removes every doc of an entity (TRUNCATE of its table, or disable with drop_docs).
 pub fn delete_entity(entity: &str) {
     crate::batch::flush();
+    crate::changes::record_entity_deleted(entity);
     let s = sidecar();
     as_owner(|| {
         run(
@@ -572,6 +581,7 @@ pub fn delete_many(entity: &str, row_ids: &[&str]) {
     if row_ids.is_empty() {
         return;
     }
+    crate::changes::record(entity, row_ids, true);
     delete_logs(entity, row_ids);
     let table = &sidecar().table;
     with_index_probes(|| {
@@ -650,4 +660,17 @@ pub fn delete_logs(entity: &str, row_ids: &[&str]) {
             )
         })
     });
+}
+
+/// The version of each of these docs of `entity` (rows without a doc are left out), read
+/// from the stored blobs' headers without decoding the docs (`doc::stored_version`).
+pub fn versions_many(entity: &str, row_ids: &[&str]) -> std::collections::HashMap<String, Vec<u8>> {
+    crate::batch::flush();
+    fetch_many(entity, row_ids)
+        .into_iter()
+        .filter_map(|(row_id, blobs)| {
+            let version = crate::doc::stored_version(&blobs).ok()?;
+            Some((row_id, version))
+        })
+        .collect()
 }

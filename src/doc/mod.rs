@@ -204,6 +204,18 @@ pub fn version(doc: &LoroDoc) -> Vec<u8> {
     doc.oplog_vv().encode()
 }
 
+/// The version of a stored doc (its snapshot, then its log entries), read from the blobs'
+/// headers: what `version` of the decoded doc gives, without decoding it.
+pub fn stored_version(blobs: &[Vec<u8>]) -> Result<Vec<u8>, DocError> {
+    let mut vv = VersionVector::new();
+    for blob in blobs {
+        let meta = LoroDoc::decode_import_blob_meta(blob, false)
+            .map_err(|e| DocError::Bytes(e.to_string()))?;
+        vv.merge(&meta.partial_end_vv);
+    }
+    Ok(vv.encode())
+}
+
 pub fn decode_version(bytes: &[u8]) -> Result<VersionVector, DocError> {
     let vv = VersionVector::decode(bytes)
         .map_err(|e| DocError::Bytes(format!("version vector: {e}")))?;
