@@ -29,9 +29,31 @@ fn changes_table() -> String {
     store::extension_table("_pylon_crdt_changes")
 }
 
+thread_local! {
+    /// Whether the changes table exists: not before `ALTER EXTENSION pylon_crdt UPDATE` from a
+    /// release without it, while this library is already loaded. Forgotten on every catalog
+    /// invalidation (`materialize`), which the update's CREATE TABLE sends.
+    static TABLE_PRESENT: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
+}
+
+pub fn forget_table() {
+    TABLE_PRESENT.with(|p| p.set(None));
+}
+
+fn table_present() -> bool {
+    TABLE_PRESENT.with(|p| {
+        *p.get().get_or_insert_with(|| {
+            store::query_one::<bool>(
+                "SELECT pg_catalog.to_regclass($1) IS NOT NULL",
+                &[changes_table().as_str().into()],
+            ) == Some(true)
+        })
+    })
+}
+
 /// Whether changes to `entity`'s docs are recorded.
 pub fn publishes(entity: &str) -> bool {
-    PUBLISH_UNREGISTERED.get() || EntityTable::registered(entity).is_some()
+    (PUBLISH_UNREGISTERED.get() || EntityTable::registered(entity).is_some()) && table_present()
 }
 
 /// Records that this transaction changed (or deleted) these docs of `entity`.

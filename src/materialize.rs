@@ -74,6 +74,7 @@ pub fn invalidate() {
             tables.clear();
         }
     });
+    crate::changes::forget_table();
 }
 
 #[pgrx::pg_guard]
