@@ -12,8 +12,8 @@
 //! horizon the reader saw, which is above c (the outbox bug cannot happen). The cursor is the
 //! xid; a page holds whole transactions, so each change is returned exactly once.
 //!
-//! Publishing entities: every registered one, and, with `pylon_crdt.publish_unregistered`,
-//! table-less ones too.
+//! Which entities record changes is `pylon_crdt.publish`: none (the default: a recorded
+//! change costs a write), registered ones, or all.
 
 use pgrx::prelude::*;
 
@@ -22,8 +22,18 @@ use crate::materialize::{check_access, Access, EntityTable};
 use crate::search_path::pinned;
 use crate::store::{self, as_owner};
 
-/// Whether table-less (unregistered) entities record changes (`pylon_crdt.publish_unregistered`).
-pub static PUBLISH_UNREGISTERED: pgrx::GucSetting<bool> = pgrx::GucSetting::<bool>::new(false);
+/// Which entities record their changes (`pylon_crdt.publish`).
+#[derive(Clone, Copy, PartialEq, Eq, pgrx::PostgresGucEnum)]
+pub enum Publish {
+    #[name = c"off"]
+    Off,
+    #[name = c"registered"]
+    Registered,
+    #[name = c"everything"]
+    Everything,
+}
+
+pub static PUBLISH: pgrx::GucSetting<Publish> = pgrx::GucSetting::<Publish>::new(Publish::Off);
 
 fn changes_table() -> String {
     store::extension_table("_pylon_crdt_changes")
@@ -53,7 +63,12 @@ fn table_present() -> bool {
 
 /// Whether changes to `entity`'s docs are recorded.
 pub fn publishes(entity: &str) -> bool {
-    (PUBLISH_UNREGISTERED.get() || EntityTable::registered(entity).is_some()) && table_present()
+    let chosen = match PUBLISH.get() {
+        Publish::Off => false,
+        Publish::Registered => EntityTable::registered(entity).is_some(),
+        Publish::Everything => true,
+    };
+    chosen && table_present()
 }
 
 /// Records that this transaction changed (or deleted) these docs of `entity`.

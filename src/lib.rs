@@ -74,11 +74,11 @@ pub extern "C-unwind" fn _PG_init() {
         GucContext::Userset,
         GucFlags::default(),
     );
-    GucRegistry::define_bool_guc(
-        c"pylon_crdt.publish_unregistered",
-        c"Record changes to the docs of entities without a registered table in the changes feed.",
-        c"Registered entities always publish; table-less ones only with this on (see pylon_crdt_changes).",
-        &changes::PUBLISH_UNREGISTERED,
+    GucRegistry::define_enum_guc(
+        c"pylon_crdt.publish",
+        c"Which entities record their doc changes in the changes feed: off, registered or everything.",
+        c"Registered: entities with a table registered by pylon_crdt_enable. See pylon_crdt_changes.",
+        &changes::PUBLISH,
         // Set for a database or the server, not per session: a session that turned it off
         // would write changes readers never see.
         GucContext::Suset,

@@ -12,6 +12,10 @@ fn setup(name: &str) -> (String, Client) {
     let url = fresh_db(name);
     let mut c = connect(&url);
     c.batch_execute(
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET pylon_crdt.publish = registered', current_database()); END $$",
+    )
+    .unwrap();
+    c.batch_execute(
         "CREATE TABLE feed (id text PRIMARY KEY, votes int);
          SELECT pylon_crdt_enable('feed', '{\"votes\":{\"type\":\"int\",\"crdt\":\"counter\"}}');",
     )

@@ -2,6 +2,10 @@
 -- doc changed after a cursor, oldest change first, one row per doc and transaction, with the
 -- doc's version now and whether the change deleted it. Cursors are transaction ids, and a
 -- pull never passes a transaction that is still open (see the README, "Changes feed").
+-- What records changes is pylon_crdt.publish: off (the default, as a recorded change costs a
+-- write), registered (entities with a registered table) or everything. A superuser sets it for a
+-- database or the server (ALTER DATABASE ... SET); here, for the session.
+SET pylon_crdt.publish = registered;
 CREATE TABLE feed (id text PRIMARY KEY, title text, votes int);
 SELECT pylon_crdt_enable('feed', '{"title":"string","votes":{"type":"int","crdt":"counter"}}');
 
@@ -55,16 +59,16 @@ SELECT count(*) FILTER (WHERE deleted) AS tombstones, count(*) FILTER (WHERE NOT
 SELECT pylon_crdt_prune_changes('feed', (SELECT max(cursor) FROM pylon_crdt_changes('feed', 0, 100000))) AS pruned;
 SELECT count(*) AS left_after_pruning FROM pylon_crdt_changes('feed', 0, 100000);
 
--- Table-less entities publish when pylon_crdt.publish_unregistered is on (off by default,
--- and set by a superuser for a database or the server).
+-- Table-less entities publish with pylon_crdt.publish = everything; with off, nothing is recorded.
 SELECT pylon_crdt_apply_patch('Loose', 'x', '{"n":"int"}', '{"n":1}') IS NOT NULL AS written;
+SET pylon_crdt.publish = off;
 SELECT count(*) AS unpublished FROM pylon_crdt_changes('Loose');
-SET pylon_crdt.publish_unregistered = on;
+SET pylon_crdt.publish = everything;
 SELECT pylon_crdt_apply_patch('Loose', 'x', '{"n":"int"}', '{"n":2}') IS NOT NULL AS written;
 SELECT row_id, deleted FROM pylon_crdt_changes('Loose');
 SELECT pylon_crdt_delete('Loose', 'x');
 SELECT pylon_crdt_prune_changes('Loose', (SELECT max(cursor) FROM pylon_crdt_changes('Loose')));
-RESET pylon_crdt.publish_unregistered;
+SET pylon_crdt.publish = registered;
 
 -- Reading the feed needs the right to read the entity: row-level security hides rows.
 CREATE TABLE secret (id text PRIMARY KEY, title text, owner text);
@@ -80,3 +84,4 @@ SELECT expect_error($$SELECT * FROM pylon_crdt_changes('feed')$$);
 RESET ROLE;
 DROP TABLE feed, secret;
 DROP ROLE pylon_feed_reader;
+RESET pylon_crdt.publish;
