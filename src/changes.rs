@@ -141,7 +141,7 @@ fn pylon_crdt_changes(
              SELECT pg_catalog.jsonb_build_array(c.row_id, c.xid::text::int8, c.deleted)
                FROM {changes} c, horizon
               WHERE c.entity = $1 AND c.xid > $2::text::pg_catalog.xid8 AND c.xid < horizon.h
-                AND c.xid <= (SELECT max(xid) FROM page)
+                AND c.xid <= (SELECT xid FROM page ORDER BY xid DESC LIMIT 1)
               ORDER BY c.xid, c.row_id",
             changes = changes_table()
         );

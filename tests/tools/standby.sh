@@ -24,6 +24,9 @@ LOG='{"n":{"type":"int","crdt":"counter"}}'
 
 fresh_db standby_src
 sql standby_src >/dev/null <<SQL
+ALTER DATABASE standby_src SET pylon_crdt.publish = registered;
+SQL
+sql standby_src >/dev/null <<SQL
 CREATE EXTENSION pylon_crdt;
 $SAMPLE_DOCS_SQL
 SQL
@@ -61,13 +64,17 @@ reads="SELECT concat_ws(' | ',
   md5(pylon_crdt_snapshot('task', 't1')), md5(pylon_crdt_snapshot('Note', 'n1')), md5(pylon_crdt_snapshot('Log', 'l1')),
   encode(pylon_crdt_version('task', 't1'), 'hex'), encode(pylon_crdt_version('Log', 'l1'), 'hex'),
   length(pylon_crdt_update_since('Note', 'n1', pylon_crdt_version('Nothing', 'here'))) > 0,
-  (SELECT count(*) FROM pylon_crdt_verify()), (SELECT count(*) FROM pylon_crdt_stats()))"
+  (SELECT count(*) FROM pylon_crdt_verify()), (SELECT count(*) FROM pylon_crdt_stats()),
+  (SELECT string_agg(row_id || ':' || deleted || ':' || md5(version), ',' ORDER BY cursor, row_id) FROM pylon_crdt_changes('task')))"
 primary_reads=$(sql standby_src -c "$reads")
-check "the standby reads what the primary reads (projections, snapshots, versions, update since, verify, stats)" \
+check "the standby reads what the primary reads (projections, snapshots, versions, update since, verify, stats, changes feed)" \
   "$primary_reads" "$(ssql standby_src -c "$reads")"
 check "... and the reads are the expected ones" \
   '{"notes": "Draft four", "title": "Written before", "votes": 7} | {"notes": "x", "title": "second", "votes": 0} | {"body": "hello", "title": "edited on the primary"} | {"body": "hello", "title": "edited on the primary"} | {"n": 10}' \
   "$(echo "$primary_reads" | cut -d'|' -f1-5 | sed 's/ $//')"
+
+check "the standby's changes feed lists the enabled table's rows" "t1,t2" \
+  "$(ssql standby_src -c "SELECT string_agg(row_id, ',' ORDER BY row_id) FROM pylon_crdt_changes('task')")"
 
 # Every write function fails before doing anything, with 25006 and a read-only message.
 refused=0
