@@ -52,6 +52,13 @@ echo "| statement, ${BENCH_BULK_ROWS:-100000} rows | plain table rows/s | enable
 echo "|---|---|---|---|"
 "$(dirname "$(scripts/postgres-versions.sh --print-pg-config 15)")/psql" "$url" -X -q -A -t \
   -v rows="${BENCH_BULK_ROWS:-100000}" -f bench/bulk.sql | grep '^|'
+# Issue 11: what the changes feed costs a write, and one pull of 10,000 changed rows.
+echo
+echo "| changes feed | off | on | on / off time |"
+echo "|---|---|---|---|"
+psql_bin="$(dirname "$(scripts/postgres-versions.sh --print-pg-config 15)")/psql"
+"$psql_bin" "$url" -X -q -c "DROP DATABASE IF EXISTS pylon_feed_bench" -c "CREATE DATABASE pylon_feed_bench" >&2
+"$psql_bin" "${url%/postgres}/pylon_feed_bench" -X -q -A -t -f bench/feed.sql | grep '^|'
 if [ "$(sha256sum "$lib")" != "$before" ]; then
   echo "bench: $lib was replaced during the run, so the results mix builds: run again" >&2
   exit 1

@@ -76,19 +76,26 @@ pub fn record(entity: &str, row_ids: &[&str], deleted: bool) {
     if row_ids.is_empty() || !publishes(entity) {
         return;
     }
+    // One row (every single-row write) by VALUES, many (a bulk statement's chunk) by unnest.
+    let rows = match row_ids {
+        [_] => "VALUES ($1, $2, pg_catalog.pg_current_xact_id(), $3)",
+        _ => {
+            "SELECT DISTINCT $1, r.row_id, pg_catalog.pg_current_xact_id(), $3
+                FROM pg_catalog.unnest($2::text[]) AS r (row_id)"
+        }
+    };
     let query = format!(
-        "INSERT INTO {} AS c (entity, row_id, xid, deleted)
-         SELECT DISTINCT $1, r.row_id, pg_catalog.pg_current_xact_id(), $3
-           FROM pg_catalog.unnest($2::text[]) AS r (row_id)
+        "INSERT INTO {} AS c (entity, row_id, xid, deleted) {rows}
          ON CONFLICT (entity, row_id) DO UPDATE SET xid = excluded.xid, deleted = excluded.deleted
           WHERE c.xid OPERATOR(pg_catalog.<>) excluded.xid OR c.deleted OPERATOR(pg_catalog.<>) excluded.deleted",
         changes_table()
     );
-    as_owner(|| {
-        store::run(
+    as_owner(|| match row_ids {
+        [row_id] => store::run(&query, &[entity.into(), (*row_id).into(), deleted.into()]),
+        _ => store::run(
             &query,
             &[entity.into(), row_ids.to_vec().into(), deleted.into()],
-        )
+        ),
     });
 }
 
