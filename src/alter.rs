@@ -40,11 +40,14 @@ fn pylon_crdt_alter(
 fn alter(relid: pg_sys::Oid, fields: JsonB, renames: &Value) -> i64 {
     let name =
         query_one::<String>("SELECT $1::regclass::text", &[relid.into()]).unwrap_or_default();
-    if EntityTable::registered_relation(relid).is_none() {
+    let not_enabled = || -> ! {
         raise(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             format!("pylon_crdt: table {name} is not enabled; use pylon_crdt_enable"),
-        );
+        )
+    };
+    if EntityTable::registered_relation(relid).is_none() {
+        not_enabled();
     }
     if owns_table(relid) != Some(true) {
         raise(
@@ -57,10 +60,7 @@ fn alter(relid: pg_sys::Oid, fields: JsonB, renames: &Value) -> i64 {
     Spi::run(&format!("LOCK TABLE {name} IN EXCLUSIVE MODE")).expect("LOCK TABLE");
     materialize::invalidate();
     let Some((entity, table)) = EntityTable::registered_relation(relid) else {
-        raise(
-            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-            format!("pylon_crdt: table {name} is not enabled; use pylon_crdt_enable"),
-        );
+        not_enabled()
     };
     batch::flush();
     let row = RowRef {

@@ -468,13 +468,10 @@ fn store_done() {
                 })
                 .collect()
         };
-        store::update_many(entity, &saved(true));
-        store::save_many(entity, &saved(false));
-        let changed: Vec<&str> = saved(true)
-            .into_iter()
-            .chain(saved(false))
-            .map(|(id, _)| id)
-            .collect();
+        let (existing, created) = (saved(true), saved(false));
+        store::update_many(entity, &existing);
+        store::save_many(entity, &created);
+        let changed: Vec<&str> = existing.iter().chain(&created).map(|(id, _)| *id).collect();
         crate::changes::record(entity, &changed, false);
     }
     for (queued, result) in &done {

@@ -294,15 +294,14 @@ pub fn write(row: RowRef<'_>, entity: &Entity, change: Change<'_>) -> Value {
     // A `pylon_crdt_alter` that committed while this call waited for the row lock changed
     // the registration: write under the fields (and columns) it left.
     let refreshed;
-    let entity = match EntityTable::registered(row.entity) {
-        Some(now)
-            if entity.registered_fields
-                && now.fields != entity.table.as_ref().and_then(|t| t.fields.clone()) =>
-        {
-            refreshed = Entity::registered(row);
-            &refreshed
-        }
-        _ => entity,
+    let stale = entity.registered_fields
+        && EntityTable::registered(row.entity)
+            .is_some_and(|now| now.fields != entity.table.as_ref().and_then(|t| t.fields.clone()));
+    let entity = if stale {
+        refreshed = Entity::registered(row);
+        &refreshed
+    } else {
+        entity
     };
     let table = entity.table.as_ref();
     if registered && !row_exists && matches!(change, Change::Import(_)) {

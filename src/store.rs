@@ -466,10 +466,11 @@ pub fn delete(row: RowRef<'_>) -> bool {
         );
         (stored.unwrap_or(false), logged.unwrap_or(false))
     });
-    if existed.0 || existed.1 {
+    let (stored, logged) = existed;
+    if stored || logged {
         crate::changes::record(row.entity, &[row.row_id], true);
     }
-    existed.0
+    stored
 }
 
 /// Removes every doc of an entity (TRUNCATE of its table, or disable with drop_docs).
