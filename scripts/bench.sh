@@ -54,7 +54,7 @@ echo "|---|---|---|---|"
   -v rows="${BENCH_BULK_ROWS:-100000}" -f bench/bulk.sql | grep '^|'
 # Issue 11: what the changes feed costs a write, and one pull of 10,000 changed rows.
 echo
-echo "| changes feed | off | on | on / off time |"
+echo "| changes feed, notifications | off | on | on / off time |"
 echo "|---|---|---|---|"
 psql_bin="$(dirname "$(scripts/postgres-versions.sh --print-pg-config 15)")/psql"
 "$psql_bin" "$url" -X -q -c "DROP DATABASE IF EXISTS pylon_feed_bench" -c "CREATE DATABASE pylon_feed_bench" >&2

@@ -86,7 +86,9 @@ CREATE TABLE @extschema@._pylon_crdt_registry (
     entity    pg_catalog.text     PRIMARY KEY,
     relation  pg_catalog.regclass NOT NULL UNIQUE,
     id_column pg_catalog.name     NOT NULL DEFAULT 'id',
-    fields    pg_catalog.jsonb    NOT NULL
+    fields    pg_catalog.jsonb    NOT NULL,
+    -- Whether changes are notified to listeners (pylon_crdt_set_notify; issue 11).
+    notify    pg_catalog.bool     NOT NULL DEFAULT true
 );
 SELECT pg_catalog.pg_extension_config_dump('@extschema@._pylon_crdt_registry', '');
 

@@ -34,7 +34,7 @@ use pgrx::prelude::*;
 use serde_json::{Map, Value};
 
 use crate::cache;
-use crate::doc::{self, migrate::Migration, DocError, Field, Rebuilt};
+use crate::doc::{self, migrate::Migration, DocError, Field, NoticeFrom, Rebuilt};
 use crate::error::{raise, RowRef};
 use crate::store;
 
@@ -101,6 +101,8 @@ struct Task {
     migration: Option<Arc<Migration>>,
     /// The peer id to edit under.
     peer: u64,
+    /// Where the notification's update starts, when the entity notifies.
+    notice_from: Option<NoticeFrom>,
 }
 
 /// What a worker is given: a chunk of rows.
@@ -134,6 +136,7 @@ impl Worker {
                             &t.patch,
                             t.migration.as_deref(),
                             t.peer,
+                            t.notice_from.as_ref(),
                         )
                     })
                     .collect();
@@ -363,6 +366,7 @@ fn start_waiting() {
             patch: std::mem::take(&mut queued.job.patch),
             migration: queued.job.migration.clone(),
             peer: doc::random_peer(),
+            notice_from: crate::notify::notice_from(&queued.job.entity, &queued.job.row_id),
         })
         .collect();
     let worker = with_queue(|q| {
@@ -473,6 +477,19 @@ fn store_done() {
         store::save_many(entity, &created);
         let changed: Vec<&str> = existing.iter().chain(&created).map(|(id, _)| *id).collect();
         crate::changes::record(entity, &changed, false);
+        for (queued, result) in rows {
+            if let Ok(Rebuilt {
+                notice: Some(notice),
+                ..
+            }) = result
+            {
+                let row = RowRef {
+                    entity,
+                    row_id: &queued.job.row_id,
+                };
+                crate::notify::wrote_notice(row, notice.clone(), queued.existed);
+            }
+        }
     }
     for (queued, result) in &done {
         let Ok(rebuilt) = result else { continue };

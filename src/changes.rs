@@ -99,25 +99,6 @@ pub fn record(entity: &str, row_ids: &[&str], deleted: bool) {
     });
 }
 
-/// Records every stored doc of `entity` as deleted: called before they are all removed.
-pub fn record_entity_deleted(entity: &str) {
-    if !publishes(entity) {
-        return;
-    }
-    let s = store::sidecar();
-    let ids = as_owner(|| {
-        store::query_column::<String>(
-            &format!(
-                "SELECT row_id FROM {} WHERE entity = $1 UNION SELECT row_id FROM {} WHERE entity = $1",
-                s.table, s.log
-            ),
-            &[entity.into()],
-        )
-    });
-    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-    record(entity, &ids, true);
-}
-
 /// The rows of `entity` whose doc changed after cursor `since` (0: from the start), oldest
 /// change first: each row's id, its cursor (the changing transaction's id), the doc's version
 /// now (NULL when deleted), and whether the change deleted it. About `limit` rows: a page

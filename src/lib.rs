@@ -15,6 +15,7 @@ mod ddl;
 mod error;
 mod lookup;
 mod materialize;
+mod notify;
 mod row;
 mod search_path;
 mod store;
@@ -84,8 +85,18 @@ pub extern "C-unwind" fn _PG_init() {
         GucContext::Suset,
         GucFlags::default(),
     );
+    GucRegistry::define_bool_guc(
+        c"pylon_crdt.notify_unregistered",
+        c"Whether changes to the docs of entities without a registered table are notified (LISTEN).",
+        c"Registered entities notify unless pylon_crdt_set_notify turned them off. See pylon_crdt_channel.",
+        &notify::NOTIFY_UNREGISTERED,
+        // Like pylon_crdt.publish: a session that turned it off would hide its writes.
+        GucContext::Suset,
+        GucFlags::default(),
+    );
     cache::init();
     batch::init();
+    notify::init();
     materialize::init();
     store::init();
 }

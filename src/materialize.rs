@@ -36,6 +36,8 @@ pub struct EntityTable {
     /// Whether the table has the statement trigger that stores docs its row triggers queued
     /// (`batch`); tables enabled before 0.3.0 get it on `ALTER EXTENSION … UPDATE`.
     pub flushes: bool,
+    /// Whether changes to the docs are notified (`notify`): a registered table's setting.
+    pub notify: bool,
 }
 
 /// What a lookup was for: entity tables are resolved on every call and trigger, so their
@@ -125,13 +127,16 @@ impl EntityTable {
         key: pgrx::datum::DatumWithOid<'_>,
     ) -> Option<(String, EntityTable)> {
         let query = format!(
-            "SELECT jsonb_build_array(entity, relation::oid::int8, relation::text, id_column::text, fields)
-               FROM {} WHERE {filter}",
+            "SELECT jsonb_build_array(entity, relation::oid::int8, relation::text, id_column::text, fields,
+                                      to_jsonb(r) -> 'notify')
+               FROM {} AS r WHERE {filter}",
             store::extension_table("_pylon_crdt_registry")
         );
         let row = query_one::<JsonB>(&query, &[key])?;
-        let [entity, relid, name, id_column, fields] =
-            <[Value; 5]>::try_from(row.0.as_array()?.clone()).ok()?;
+        // `notify` is read from the row's JSON: a registry from before 0.5.0 (this library
+        // loaded before `ALTER EXTENSION pylon_crdt UPDATE`) has no such column.
+        let [entity, relid, name, id_column, fields, notify] =
+            <[Value; 6]>::try_from(row.0.as_array()?.clone()).ok()?;
         let relid = pg_sys::Oid::from(relid.as_u64()? as u32);
         if unsafe { pg_sys::get_rel_relkind(relid) } == 0 {
             return None; // dropped while event triggers were off; pylon_crdt_verify reports it
@@ -148,6 +153,7 @@ impl EntityTable {
                 &[relid.into()],
             )
             .is_some(),
+            notify: notify.as_bool().unwrap_or(true),
         };
         Some((entity.as_str()?.to_owned(), table))
     }
@@ -180,6 +186,7 @@ impl EntityTable {
                 columns: Arc::new(columns_of(relid)),
                 rowtype: rowtype_of(relid),
                 flushes: false,
+                notify: false,
             })
         })
     }

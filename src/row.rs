@@ -11,6 +11,7 @@ use crate::cache;
 use crate::doc::{self, rowpatch, DocError, Field};
 use crate::error::{raise, OrRaise, RowRef};
 use crate::materialize::{check_access, Access, EntityTable};
+use crate::notify;
 use crate::store::{self, Stamp, Storage};
 
 /// An entity's table (if any) and its fields, as a call sees them.
@@ -145,6 +146,7 @@ pub fn merge(
     seed: impl FnOnce() -> Option<Map<String, Value>>,
     change: impl FnOnce(&LoroDoc) -> Result<(), DocError>,
     save: Save,
+    kind: notify::Kind,
 ) -> Merged {
     let Loaded {
         doc,
@@ -170,6 +172,9 @@ pub fn merge(
     let projection = doc::guarded(|| doc::project(&doc, fields)).or_raise(row);
     let unchanged = exists && doc.oplog_vv() == before; // then no write, no WAL
     cache::remember_peer(row.entity, row.row_id, &doc);
+    if !unchanged {
+        notify::wrote(row, kind, &before, exists, &doc);
+    }
     let batched = save == Save::Batched
         && storage == Storage::Snapshot
         && stamp.log_seq.is_none()
@@ -314,6 +319,10 @@ pub fn write(row: RowRef<'_>, entity: &Entity, change: Change<'_>) -> Value {
         );
     }
     let seed = || table.filter(|_| row_exists).and_then(|t| t.row_values(row));
+    let kind = match change {
+        Change::Patch(_) => notify::Kind::Write,
+        Change::Import(_) => notify::Kind::Update,
+    };
     let merged = merge(
         row,
         &entity.fields,
@@ -323,6 +332,7 @@ pub fn write(row: RowRef<'_>, entity: &Entity, change: Change<'_>) -> Value {
             Change::Import(bytes) => doc::import(d, bytes),
         },
         Save::Now,
+        kind,
     );
     match table {
         Some(table) if registered && !row_exists => table.insert_row(row, &merged.projection),

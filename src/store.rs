@@ -469,6 +469,7 @@ pub fn delete(row: RowRef<'_>) -> bool {
     let (stored, logged) = existed;
     if stored || logged {
         crate::changes::record(row.entity, &[row.row_id], true);
+        crate::notify::deleted(row.entity, &[row.row_id]);
     }
     stored
 }
@@ -476,8 +477,25 @@ pub fn delete(row: RowRef<'_>) -> bool {
 /// Removes every doc of an entity (TRUNCATE of its table, or disable with drop_docs).
 pub fn delete_entity(entity: &str) {
     crate::batch::flush();
-    crate::changes::record_entity_deleted(entity);
     let s = sidecar();
+    let (feed, listeners) = (
+        crate::changes::publishes(entity),
+        crate::notify::enabled(entity),
+    );
+    if feed || listeners {
+        let ids = as_owner(|| {
+            query_column::<String>(
+                &format!(
+                    "SELECT row_id FROM {} WHERE entity = $1 UNION SELECT row_id FROM {} WHERE entity = $1",
+                    s.table, s.log
+                ),
+                &[entity.into()],
+            )
+        });
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        crate::changes::record(entity, &ids, true);
+        crate::notify::deleted(entity, &ids);
+    }
     as_owner(|| {
         run(
             &format!("DELETE FROM {} WHERE entity = $1", s.log),
@@ -583,6 +601,7 @@ pub fn delete_many(entity: &str, row_ids: &[&str]) {
         return;
     }
     crate::changes::record(entity, row_ids, true);
+    crate::notify::deleted(entity, row_ids);
     delete_logs(entity, row_ids);
     let table = &sidecar().table;
     with_index_probes(|| {

@@ -215,6 +215,10 @@ fn disable(relation: pg_sys::Oid, drop_docs: bool) -> bool {
         );
     }
     drop_triggers(&table.name);
+    // While still registered, so that the feed and listeners hear of the deletions.
+    if drop_docs {
+        store::delete_entity(&entity);
+    }
     let registry = store::extension_table("_pylon_crdt_registry");
     as_owner(|| {
         Spi::run_with_args(
@@ -223,10 +227,39 @@ fn disable(relation: pg_sys::Oid, drop_docs: bool) -> bool {
         )
     })
     .expect("unregistering");
-    if drop_docs {
-        store::delete_entity(&entity);
-    }
     true
+}
+
+/// `pylon_crdt_set_notify`: turns a registered entity's notifications on or off.
+pub fn set_notify(entity: &str, enabled: bool) {
+    let Some(table) = EntityTable::registered(entity) else {
+        raise(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+            format!(
+                "pylon_crdt: entity \"{entity}\" is not registered (unregistered entities notify by pylon_crdt.notify_unregistered)"
+            ),
+        )
+    };
+    if owns_table(table.relid) != Some(true) {
+        raise(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!(
+                "pylon_crdt: must be owner of table {} to change its notifications",
+                table.name
+            ),
+        );
+    }
+    let registry = store::extension_table("_pylon_crdt_registry");
+    as_owner(|| {
+        Spi::run_with_args(
+            &format!("UPDATE {registry} SET notify = $2 WHERE entity = $1"),
+            &[entity.into(), enabled.into()],
+        )
+    })
+    .expect("updating the registration");
+    // Other backends cache the registration: they reload it when this commits.
+    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(table.relid) };
+    crate::materialize::invalidate();
 }
 
 /// Whether the current role owns (is a member of the owner of) a relation.
@@ -501,6 +534,7 @@ fn on_trigger<'a>(
                 || Some(old.clone()),
                 |d| doc::apply_patch(d, &fields, &patch),
                 save,
+                crate::notify::Kind::Write,
             );
             // Usually NEW already shows the projection (no concurrent peer edit): keep it.
             match row::stale_columns(&new, &merged.projection) {
@@ -543,6 +577,7 @@ fn on_trigger<'a>(
                     || None,
                     |d| doc::apply_patch(d, &fields, &patch),
                     save,
+                    crate::notify::Kind::Write,
                 );
                 if let Some(stale) = row::stale_columns(&new, &merged.projection) {
                     table.update_columns(row, &stale);

@@ -112,10 +112,47 @@ pub fn load(snapshot: Option<&[u8]>) -> Result<LoroDoc, DocError> {
     Ok(doc)
 }
 
-/// A row's doc after `rebuild`: its projection, and its new snapshot when anything changed.
+/// A row's doc after `rebuild`: its projection, its new snapshot when anything changed, and
+/// what a notification of the change says (when one was asked for and the doc changed).
 pub struct Rebuilt {
     pub projection: serde_json::Value,
     pub snapshot: Option<Vec<u8>>,
+    pub notice: Option<Notice>,
+}
+
+/// Largest update a notification carries: its base64 (4/3 as long) must fit Postgres' 8000-byte
+/// payload with the rest of the notification. A larger one is left out (`Notice::update`).
+pub const NOTICE_UPDATE_MAX: usize = 5700;
+
+/// From which version a notification's update starts: the doc's version before this write,
+/// or (for a row the transaction changed before) the one it had before the first write.
+#[derive(Clone, Debug, PartialEq)]
+pub enum NoticeFrom {
+    Before,
+    Version(VersionVector),
+}
+
+/// What a notification says of a changed doc: its new version, and the Loro update from
+/// `start` to it (`None` when over `NOTICE_UPDATE_MAX`, or not asked for).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Notice {
+    pub start: VersionVector,
+    pub version: Vec<u8>,
+    pub update: Option<Vec<u8>>,
+}
+
+/// The notice of a change to `doc` since `start`; `with_update: false` skips the export (an
+/// earlier write of the transaction already found the update too large).
+pub fn notice(doc: &LoroDoc, start: VersionVector, with_update: bool) -> Notice {
+    let update = with_update
+        .then(|| updates_since(doc, &start).ok())
+        .flatten()
+        .filter(|u| u.len() <= NOTICE_UPDATE_MAX);
+    Notice {
+        version: version(doc),
+        start,
+        update,
+    }
 }
 
 /// One row's whole write, from stored bytes to stored bytes, for a statement over many rows
@@ -132,6 +169,7 @@ pub fn rebuild(
     patch: &serde_json::Value,
     migration: Option<&migrate::Migration>,
     peer: u64,
+    notice_from: Option<&NoticeFrom>,
 ) -> Result<Rebuilt, DocError> {
     let doc = std::mem::ManuallyDrop::new(LoroDoc::new());
     let work = || -> Result<Rebuilt, DocError> {
@@ -148,10 +186,17 @@ pub fn rebuild(
         }
         apply_patch(&doc, fields, patch)?;
         let projection = project(&doc, fields)?;
-        let changed = stored.len() != 1 || doc.oplog_vv() != before;
+        let edited = doc.oplog_vv() != before;
+        let changed = stored.len() != 1 || edited;
+        let notice = match notice_from.filter(|_| edited || stored.is_empty()) {
+            Some(NoticeFrom::Before) => Some(self::notice(&doc, before, true)),
+            Some(NoticeFrom::Version(start)) => Some(self::notice(&doc, start.clone(), true)),
+            None => None,
+        };
         Ok(Rebuilt {
             projection,
             snapshot: changed.then(|| snapshot(&doc)),
+            notice,
         })
     };
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {

@@ -556,6 +556,7 @@ fn rebuild_seeds_patches_and_encodes_only_changes() {
         &json!({"votes": {"increment": 1}}),
         None,
         7,
+        None,
     )
     .unwrap();
     assert_eq!(seeded.projection["title"], json!("seeded"));
@@ -569,6 +570,7 @@ fn rebuild_seeds_patches_and_encodes_only_changes() {
         &json!({"body": "hello world"}),
         None,
         8,
+        None,
     )
     .unwrap();
     assert_eq!(patched.projection["body"], json!("hello world"));
@@ -585,6 +587,7 @@ fn rebuild_seeds_patches_and_encodes_only_changes() {
         &json!({"title": "seeded"}),
         None,
         9,
+        None,
     )
     .unwrap();
     assert!(
@@ -597,7 +600,7 @@ fn rebuild_seeds_patches_and_encodes_only_changes() {
     let before = doc.oplog_vv();
     apply_patch(&doc, &fields, &json!({"title": "from the log"})).unwrap();
     let delta = updates_since(&doc, &before).unwrap();
-    let folded = rebuild(&[stored, delta], None, &fields, &json!({}), None, 10).unwrap();
+    let folded = rebuild(&[stored, delta], None, &fields, &json!({}), None, 10, None).unwrap();
     assert_eq!(folded.projection["title"], json!("from the log"));
     assert!(
         folded.snapshot.is_some(),
@@ -609,13 +612,74 @@ fn rebuild_seeds_patches_and_encodes_only_changes() {
 fn rebuild_reports_bad_bytes_and_bad_patches() {
     let fields = fields();
     assert!(matches!(
-        rebuild(&[vec![1, 2, 3]], None, &fields, &json!({}), None, 1),
+        rebuild(&[vec![1, 2, 3]], None, &fields, &json!({}), None, 1, None),
         Err(DocError::Bytes(_))
     ));
     assert!(matches!(
-        rebuild(&[], None, &fields, &json!({"votes": "many"}), None, 1),
+        rebuild(&[], None, &fields, &json!({"votes": "many"}), None, 1, None),
         Err(DocError::Patch { .. })
     ));
+}
+
+/// A notification's update covers exactly the changes since its start: applied to a copy at
+/// that version it reproduces the doc; one from an earlier write's start covers both writes;
+/// one over the size limit is left out, the version still given.
+#[test]
+fn notices_carry_the_update_since_their_start() {
+    let fields = fields();
+    let first = rebuild(&[], None, &fields, &json!({"title": "a"}), None, 3, Some(&NoticeFrom::Before)).unwrap();
+    let stored = first.snapshot.unwrap();
+    let notice = first.notice.expect("a new doc is noticed");
+    assert!(notice.start.is_empty());
+    let copy = LoroDoc::new();
+    import(&copy, notice.update.as_ref().unwrap()).unwrap();
+    assert_eq!(project(&copy, &fields).unwrap(), first.projection);
+    assert_eq!(version(&copy), notice.version);
+
+    // A second write coalesced with the first: its update starts at the first one's start.
+    let second = rebuild(
+        std::slice::from_ref(&stored),
+        None,
+        &fields,
+        &json!({"body": "hello"}),
+        None,
+        4,
+        Some(&NoticeFrom::Version(notice.start.clone())),
+    )
+    .unwrap();
+    let both = second.notice.unwrap();
+    let copy = LoroDoc::new();
+    import(&copy, both.update.as_ref().unwrap()).unwrap();
+    assert_eq!(project(&copy, &fields).unwrap(), second.projection);
+
+    // From the stored version: only the second write, which applies on top of the first.
+    let delta = rebuild(
+        std::slice::from_ref(&stored),
+        None,
+        &fields,
+        &json!({"body": "hello"}),
+        None,
+        4,
+        Some(&NoticeFrom::Before),
+    )
+    .unwrap()
+    .notice
+    .unwrap();
+    let copy = load(Some(&stored)).unwrap();
+    import(&copy, delta.update.as_ref().unwrap()).unwrap();
+    assert_eq!(project(&copy, &fields).unwrap()["body"], json!("hello"));
+    assert!(delta.update.unwrap().len() < both.update.unwrap().len());
+
+    // Nothing changed: no notice.
+    let unchanged = rebuild(std::slice::from_ref(&stored), None, &fields, &json!({"title": "a"}), None, 5, Some(&NoticeFrom::Before)).unwrap();
+    assert!(unchanged.notice.is_none());
+
+    // Too large for a payload: the update is left out.
+    let big = "x".repeat(NOTICE_UPDATE_MAX * 2);
+    let large = rebuild(&[], None, &fields, &json!({"body": big}), None, 6, Some(&NoticeFrom::Before)).unwrap();
+    let large = large.notice.unwrap();
+    assert!(large.update.is_none());
+    assert!(!large.version.is_empty());
 }
 
 fn spec(value: Value) -> Vec<Field> {
