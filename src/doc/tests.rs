@@ -627,7 +627,16 @@ fn rebuild_reports_bad_bytes_and_bad_patches() {
 #[test]
 fn notices_carry_the_update_since_their_start() {
     let fields = fields();
-    let first = rebuild(&[], None, &fields, &json!({"title": "a"}), None, 3, Some(&NoticeFrom::Before)).unwrap();
+    let first = rebuild(
+        &[],
+        None,
+        &fields,
+        &json!({"title": "a"}),
+        None,
+        3,
+        Some(&NoticeFrom::Before),
+    )
+    .unwrap();
     let stored = first.snapshot.unwrap();
     let notice = first.notice.expect("a new doc is noticed");
     assert!(notice.start.is_empty());
@@ -671,12 +680,30 @@ fn notices_carry_the_update_since_their_start() {
     assert!(delta.update.unwrap().len() < both.update.unwrap().len());
 
     // Nothing changed: no notice.
-    let unchanged = rebuild(std::slice::from_ref(&stored), None, &fields, &json!({"title": "a"}), None, 5, Some(&NoticeFrom::Before)).unwrap();
+    let unchanged = rebuild(
+        std::slice::from_ref(&stored),
+        None,
+        &fields,
+        &json!({"title": "a"}),
+        None,
+        5,
+        Some(&NoticeFrom::Before),
+    )
+    .unwrap();
     assert!(unchanged.notice.is_none());
 
     // Too large for a payload: the update is left out.
     let big = "x".repeat(NOTICE_UPDATE_MAX * 2);
-    let large = rebuild(&[], None, &fields, &json!({"body": big}), None, 6, Some(&NoticeFrom::Before)).unwrap();
+    let large = rebuild(
+        &[],
+        None,
+        &fields,
+        &json!({"body": big}),
+        None,
+        6,
+        Some(&NoticeFrom::Before),
+    )
+    .unwrap();
     let large = large.notice.unwrap();
     assert!(large.update.is_none());
     assert!(!large.version.is_empty());
