@@ -19,3 +19,64 @@ CREATE FUNCTION "pylon_crdt_set_notify"(
 STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'pylon_crdt_set_notify_wrapper';
+
+-- Issue 12: stateless Loro functions on any bytea.
+CREATE FUNCTION "loro_merge"(
+	"a" bytea, /* &[u8] */
+	"b" bytea /* &[u8] */
+) RETURNS bytea /* alloc::vec::Vec<u8> */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'loro_merge_wrapper';
+
+CREATE FUNCTION "loro_value"(
+	"blob" bytea /* &[u8] */
+) RETURNS jsonb /* pgrx::datum::json::JsonB */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'loro_value_wrapper';
+
+CREATE FUNCTION "loro_project"(
+	"blob" bytea, /* &[u8] */
+	"fields" jsonb /* pgrx::datum::json::JsonB */
+) RETURNS jsonb /* pgrx::datum::json::JsonB */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'loro_project_wrapper';
+
+CREATE FUNCTION "loro_version"(
+	"blob" bytea /* &[u8] */
+) RETURNS bytea /* alloc::vec::Vec<u8> */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'loro_version_wrapper';
+
+CREATE FUNCTION "loro_version_json"(
+	"version" bytea /* &[u8] */
+) RETURNS jsonb /* pgrx::datum::json::JsonB */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'loro_version_json_wrapper';
+
+CREATE FUNCTION "loro_update_since"(
+	"blob" bytea, /* &[u8] */
+	"since" bytea /* &[u8] */
+) RETURNS bytea /* alloc::vec::Vec<u8> */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'loro_update_since_wrapper';
+
+CREATE FUNCTION "loro_version_includes"(
+	"version" bytea, /* &[u8] */
+	"other" bytea /* &[u8] */
+) RETURNS bool /* bool */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'loro_version_includes_wrapper';
+
+CREATE AGGREGATE @extschema@.loro_merge(pg_catalog.bytea) (
+    sfunc = @extschema@.loro_merge,
+    stype = pg_catalog.bytea,
+    combinefunc = @extschema@.loro_merge,
+    parallel = safe
+);

@@ -9,6 +9,7 @@ mod alloc;
 mod alter;
 mod api;
 mod batch;
+mod blob;
 mod cache;
 mod changes;
 mod ddl;

@@ -5,6 +5,7 @@
 //! Doc shape (the pylon projection contract): one root map named `row` whose keys are the
 //! field names.
 
+pub mod blob;
 pub mod fields;
 pub mod json;
 pub mod migrate;

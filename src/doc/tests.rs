@@ -453,6 +453,66 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// `loro_merge` on random blobs (snapshots, and an update): commutative, associative,
+    /// idempotent, holding both versions, and projecting as peers that exchanged their ops.
+    #[test]
+    fn blob_merge_is_commutative_associative_and_idempotent(
+        base in proptest::collection::vec(any_patch(), 0..4),
+        a in proptest::collection::vec(any_patch(), 0..6),
+        b in proptest::collection::vec(any_patch(), 0..6),
+        c in proptest::collection::vec(any_patch(), 0..6),
+    ) {
+        let origin = load(None).unwrap();
+        apply_all(&origin, &base);
+        let peers = [fork(&origin), fork(&origin), fork(&origin)];
+        for (peer, patches) in peers.iter().zip([&a, &b, &c]) {
+            apply_all(peer, patches);
+        }
+        let [ba, bb, _] = peers.each_ref().map(snapshot);
+        // c as an update on top of the base, the way a peer would send it.
+        let bc = updates_since(&peers[2], &VersionVector::new()).unwrap();
+        let value = |bytes: &[u8]| blob::value(bytes).unwrap();
+        let m = |x: &[u8], y: &[u8]| blob::merge(x, y).unwrap();
+        prop_assert_eq!(value(&m(&ba, &bb)), value(&m(&bb, &ba)));
+        prop_assert_eq!(value(&m(&m(&ba, &bb), &bc)), value(&m(&ba, &m(&bb, &bc))));
+        prop_assert_eq!(value(&m(&ba, &ba)), value(&ba));
+        let merged = m(&m(&ba, &bb), &bc);
+        let version = blob::version(&merged).unwrap();
+        for x in [&ba, &bb, &bc] {
+            prop_assert!(blob::version_includes(&version, &blob::version(x).unwrap()).unwrap());
+        }
+        let all = fork(&peers[0]);
+        exchange(&all, &peers[1]);
+        exchange(&all, &peers[2]);
+        prop_assert_eq!(blob::projection(&merged, &fields()).unwrap(), project(&all, &fields()).unwrap());
+        // What a peer at a's version lacks brings it to the merged doc.
+        let since = blob::update_since(&merged, &blob::version(&ba).unwrap()).unwrap();
+        prop_assert_eq!(value(&m(&ba, &since)), value(&merged));
+    }
+}
+
+/// The stateless functions' errors: bad bytes, an update without its history, a bad version.
+#[test]
+fn blob_functions_refuse_bad_input() {
+    assert!(matches!(blob::merge(&[1, 2, 3], &[]), Err(DocError::Bytes(_))));
+    assert!(matches!(blob::value(b"not loro"), Err(DocError::Bytes(_))));
+    let doc = load(None).unwrap();
+    patched(&doc, json!({"title": "a"}));
+    let before = doc.oplog_vv();
+    patched(&doc, json!({"title": "b"}));
+    let tail = updates_since(&doc, &before).unwrap();
+    assert!(matches!(blob::value(&tail), Err(DocError::Pending(_))));
+    assert!(matches!(blob::version_json(&[0xff; 9]), Err(DocError::Bytes(_))));
+    let json = blob::version_json(&doc.oplog_vv().encode()).unwrap();
+    let peer = doc.peer_id().to_string();
+    assert_eq!(json[&peer], json!(2));
+    assert!(!blob::version_includes(&before.encode(), &doc.oplog_vv().encode()).unwrap());
+    assert!(blob::version_includes(&doc.oplog_vv().encode(), &before.encode()).unwrap());
+}
+
 #[test]
 fn trimmed_history_keeps_the_projection_and_refuses_older_peers() {
     let doc = load(None).unwrap();

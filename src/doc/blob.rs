@@ -1,0 +1,77 @@
+//! Loro blobs on their own (issue 12): merge, read and compare any snapshot or update, with no
+//! row or table behind them. The SQL functions over these (`loro_merge`, `loro_value`, …) are
+//! in `crate::blob`.
+
+use loro::LoroDoc;
+use serde_json::{Map, Value};
+
+use super::{decode_version, json, project, snapshot, updates_since, DocError, Field, OwnedDoc};
+
+/// A doc made of `blobs` (snapshots or updates, in any order). An update whose history is in
+/// none of them is an error, not a silently incomplete doc. Run inside `guarded`: the doc is
+/// an `OwnedDoc`, leaked if Loro panicked.
+pub fn load(blobs: &[&[u8]]) -> Result<OwnedDoc, DocError> {
+    let doc = OwnedDoc::new(LoroDoc::new());
+    let owned: Vec<Vec<u8>> = blobs.iter().map(|b| b.to_vec()).collect();
+    let status = doc
+        .import_batch(&owned)
+        .map_err(|e| DocError::Bytes(e.to_string()))?;
+    if let Some(pending) = status.pending {
+        let missing: Vec<String> = pending
+            .iter()
+            .map(|(peer, (start, end))| format!("peer {peer} ops {start}..{end}"))
+            .collect();
+        return Err(DocError::Pending(format!(
+            "the bytes depend on history they do not hold ({})",
+            missing.join(", ")
+        )));
+    }
+    Ok(doc)
+}
+
+/// Both blobs in one snapshot (merging is commutative, associative and idempotent).
+pub fn merge(a: &[u8], b: &[u8]) -> Result<Vec<u8>, DocError> {
+    let doc = load(&[a, b])?;
+    Ok(snapshot(&doc))
+}
+
+/// The doc's whole value: every root container, as JSON.
+pub fn value(blob: &[u8]) -> Result<Value, DocError> {
+    Ok(json::from_loro(&load(&[blob])?.get_deep_value()))
+}
+
+/// The pylon projection of the doc's `row` map under `fields`.
+pub fn projection(blob: &[u8], fields: &[Field]) -> Result<Value, DocError> {
+    let doc = load(&[blob])?;
+    project(&doc, fields)
+}
+
+/// The doc's encoded version vector.
+pub fn version(blob: &[u8]) -> Result<Vec<u8>, DocError> {
+    Ok(load(&[blob])?.oplog_vv().encode())
+}
+
+/// An encoded version vector as `{"peer": counter}`: each peer's id (a string: ids pass
+/// JavaScript's safe integers) and the number of its ops the version holds.
+pub fn version_json(version: &[u8]) -> Result<Value, DocError> {
+    let vv = decode_version(version)?;
+    let mut peers: Vec<(u64, i32)> = vv.iter().map(|(p, c)| (*p, *c)).collect();
+    peers.sort();
+    let map: Map<String, Value> = peers
+        .into_iter()
+        .map(|(peer, counter)| (peer.to_string(), Value::from(counter)))
+        .collect();
+    Ok(Value::Object(map))
+}
+
+/// The ops of the doc a peer at `since` lacks, as an update.
+pub fn update_since(blob: &[u8], since: &[u8]) -> Result<Vec<u8>, DocError> {
+    let since = decode_version(since)?;
+    let doc = load(&[blob])?;
+    updates_since(&doc, &since)
+}
+
+/// Whether `version` holds every op `other` holds.
+pub fn version_includes(version: &[u8], other: &[u8]) -> Result<bool, DocError> {
+    Ok(decode_version(version)?.includes_vv(&decode_version(other)?))
+}
