@@ -59,6 +59,25 @@ echo "|---|---|---|---|"
 psql_bin="$(dirname "$(scripts/postgres-versions.sh --print-pg-config 15)")/psql"
 "$psql_bin" "$url" -X -q -c "DROP DATABASE IF EXISTS pylon_feed_bench" -c "CREATE DATABASE pylon_feed_bench" >&2
 "$psql_bin" "${url%/postgres}/pylon_feed_bench" -X -q -A -t -f bench/feed.sql | grep '^|'
+# Notifications with concurrent writers: pgbench, a fixed number of transactions per client
+# (-t, so every counted transaction committed), notifications off and on in alternating rounds.
+feed_url="${url%/postgres}/pylon_feed_bench"
+"$psql_bin" "$feed_url" -X -q -c "CREATE TABLE notify_pgbench (id text PRIMARY KEY, votes int)" \
+  -c "SELECT pylon_crdt_enable('notify_pgbench', '{\"votes\":{\"type\":\"int\",\"crdt\":\"counter\"}}')" \
+  -c "INSERT INTO notify_pgbench SELECT 'r' || i, 0 FROM generate_series(1, 200) i" >/dev/null
+script=$(mktemp)
+printf '%s\n' '\set r random(1, 200)' \
+  "SELECT pylon_crdt_apply_patch('notify_pgbench', 'r' || :r, '{\"votes\":{\"increment\":1}}');" > "$script"
+for round in 1 2 3; do
+  for on in false true; do
+    "$psql_bin" "$feed_url" -X -q -c "SELECT pylon_crdt_set_notify('notify_pgbench', $on)" >/dev/null
+    echo "$on $("$(dirname "$psql_bin")/pgbench" -n -f "$script" -c 4 -j 2 -t 2500 "$feed_url" 2>/dev/null |
+      sed -n 's/^tps = \([0-9.]*\).*/\1/p')"
+  done
+done | awk '{ sum[$1] += $2; n[$1]++ }
+  END { off = sum["false"] / n["false"]; on = sum["true"] / n["true"];
+        printf "| single-row writes over 4 connections (pgbench, 3 × 4 × 2500), notifications off vs on | %d | %d | %.2f |\n", off, on, off / on }'
+rm -f "$script"
 if [ "$(sha256sum "$lib")" != "$before" ]; then
   echo "bench: $lib was replaced during the run, so the results mix builds: run again" >&2
   exit 1
