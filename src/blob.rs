@@ -88,7 +88,10 @@ fn loro_update_since(blob: &[u8], since: &[u8]) -> Vec<u8> {
 fn loro_version_includes(version: &[u8], other: &[u8]) -> bool {
     run(
         "loro_version_includes",
-        &[("version vector", version.len()), ("other version vector", other.len())],
+        &[
+            ("version vector", version.len()),
+            ("other version vector", other.len()),
+        ],
         || blob::version_includes(version, other),
     )
 }

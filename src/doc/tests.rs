@@ -497,7 +497,10 @@ proptest! {
 /// The stateless functions' errors: bad bytes, an update without its history, a bad version.
 #[test]
 fn blob_functions_refuse_bad_input() {
-    assert!(matches!(blob::merge(&[1, 2, 3], &[]), Err(DocError::Bytes(_))));
+    assert!(matches!(
+        blob::merge(&[1, 2, 3], &[]),
+        Err(DocError::Bytes(_))
+    ));
     assert!(matches!(blob::value(b"not loro"), Err(DocError::Bytes(_))));
     let doc = load(None).unwrap();
     patched(&doc, json!({"title": "a"}));
@@ -505,7 +508,10 @@ fn blob_functions_refuse_bad_input() {
     patched(&doc, json!({"title": "b"}));
     let tail = updates_since(&doc, &before).unwrap();
     assert!(matches!(blob::value(&tail), Err(DocError::Pending(_))));
-    assert!(matches!(blob::version_json(&[0xff; 9]), Err(DocError::Bytes(_))));
+    assert!(matches!(
+        blob::version_json(&[0xff; 9]),
+        Err(DocError::Bytes(_))
+    ));
     let json = blob::version_json(&doc.oplog_vv().encode()).unwrap();
     let peer = doc.peer_id().to_string();
     assert_eq!(json[&peer], json!(2));

@@ -117,7 +117,33 @@ enum Call {
     Update(Value, Vec<u8>),
     Since(Vec<u8>),
     Project(Value),
+    /// A stateless `loro_*` function (issue 12; `STATELESS` names them) on two blobs or
+    /// version vectors and a fields spec.
+    Stateless(usize, Vec<u8>, Vec<u8>, Value),
 }
+
+/// The stateless functions, each as the hostile run calls it.
+const STATELESS: [(&str, &str); 7] = [
+    (
+        "loro_merge",
+        "SELECT to_jsonb(length(loro_merge($1::bytea, $2::bytea)))",
+    ),
+    ("loro_value", "SELECT loro_value($1::bytea)"),
+    ("loro_project", "SELECT loro_project($1::bytea, $2::jsonb)"),
+    (
+        "loro_version",
+        "SELECT to_jsonb(length(loro_version($1::bytea)))",
+    ),
+    ("loro_version_json", "SELECT loro_version_json($1::bytea)"),
+    (
+        "loro_update_since",
+        "SELECT to_jsonb(length(loro_update_since($1::bytea, $2::bytea)))",
+    ),
+    (
+        "loro_version_includes",
+        "SELECT to_jsonb(loro_version_includes($1::bytea, $2::bytea))",
+    ),
+];
 
 impl Call {
     fn name(&self) -> &'static str {
@@ -126,6 +152,7 @@ impl Call {
             Call::Update(..) => "apply_update",
             Call::Since(..) => "update_since",
             Call::Project(..) => "project",
+            Call::Stateless(which, ..) => STATELESS[*which].0,
         }
     }
     fn writes(&self) -> bool {
@@ -141,6 +168,7 @@ struct Statements {
     since: Statement,
     project: Statement,
     state: Statement,
+    stateless: Vec<Statement>,
 }
 
 fn prepare(c: &mut Client, entity: &str) -> Statements {
@@ -158,6 +186,7 @@ fn prepare(c: &mut Client, entity: &str) -> Statements {
         update_reg: c.prepare(&format!("SELECT pylon_crdt_apply_update({lit}, $1::text, $2::bytea)")).unwrap(),
         since: c.prepare(&format!("SELECT pylon_crdt_update_since({lit}, $1::text, $2::bytea)")).unwrap(),
         project: c.prepare(&format!("SELECT pylon_crdt_project({lit}, $1::text, $2::jsonb)")).unwrap(),
+        stateless: STATELESS.iter().map(|(_, sql)| c.prepare(sql).unwrap()).collect(),
         state: c.prepare(&format!(
             "SELECT (SELECT md5(snapshot) || ' ' || xmin::text FROM _pylon_crdt_snapshots WHERE entity = $1 AND row_id = $2),
                     {log},
@@ -194,6 +223,16 @@ fn run_call(
         Call::Update(fields, bytes) => c.query_one(&st.update, &[&row_id, fields, bytes]),
         Call::Since(bytes) => c.query_one(&st.since, &[&row_id, bytes]),
         Call::Project(fields) => c.query_one(&st.project, &[&row_id, fields]),
+        Call::Stateless(which, a, b, fields) => {
+            let statement = &st.stateless[*which];
+            match statement.params().len() {
+                1 => c.query_one(statement, &[a]),
+                _ if statement.params()[1] == postgres::types::Type::JSONB => {
+                    c.query_one(statement, &[a, fields])
+                }
+                _ => c.query_one(statement, &[a, b]),
+            }
+        }
     }
 }
 
@@ -207,6 +246,10 @@ fn result_is_valid(call: &Call, row: &postgres::Row) -> Result<(), String> {
                 .map(|_| ())
                 .map_err(|e| format!("update_since returned bytes loro cannot import: {e}"))
         }
+        Call::Stateless(..) => row
+            .try_get::<_, Value>(0)
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
         _ => {
             let v: Value = row.try_get(0).map_err(|e| e.to_string())?;
             if v.is_object() {
@@ -282,6 +325,20 @@ fn fuzz_worker(
                 2 => mutate(&mut rng, &corpus.versions),
                 _ => hostile_bytes(&mut rng, &corpus.blobs),
             }),
+            95..=97 => {
+                let mut blob = || match rng.gen_range(0..3) {
+                    0 => corpus.blobs[rng.gen_range(0..corpus.blobs.len())].clone(),
+                    1 => corpus.versions[rng.gen_range(0..corpus.versions.len())].clone(),
+                    _ => hostile_bytes(&mut rng, &corpus.blobs),
+                };
+                let (a, b) = (blob(), blob());
+                Call::Stateless(
+                    rng.gen_range(0..STATELESS.len()),
+                    a,
+                    b,
+                    random_fields(&mut rng),
+                )
+            }
             _ => Call::Project(random_fields(&mut rng)),
         };
         let sample = call.writes() && n % 16 == 0;
@@ -368,6 +425,7 @@ fn fuzz_worker(
                             Call::Update(f, b) => (f.clone(), b.clone(), Value::Null),
                             Call::Since(b) => (Value::Null, b.clone(), Value::Null),
                             Call::Project(f) => (f.clone(), vec![], Value::Null),
+                            Call::Stateless(_, a, _, f) => (f.clone(), a.clone(), Value::Null),
                         };
                         tally
                             .panics
@@ -462,6 +520,12 @@ fn describe(call: &Call) -> String {
         Call::Update(f, b) => format!("fields {f}\nupdate {}", hex(b)),
         Call::Since(b) => format!("since {}", hex(b)),
         Call::Project(f) => format!("fields {f}"),
+        Call::Stateless(which, a, b, f) => format!(
+            "{}\na {}\nb {}\nfields {f}",
+            STATELESS[*which].0,
+            hex(a),
+            hex(b)
+        ),
     }
 }
 
