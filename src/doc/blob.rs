@@ -5,7 +5,10 @@
 use loro::LoroDoc;
 use serde_json::{Map, Value};
 
-use super::{decode_version, json, project, snapshot, updates_since, DocError, Field, OwnedDoc};
+use super::{
+    decode_version, json, project, refuse_pending, snapshot, updates_since, DocError, Field,
+    OwnedDoc,
+};
 
 /// A doc made of `blobs` (snapshots or updates, in any order). An update whose history is in
 /// none of them is an error, not a silently incomplete doc. Run inside `guarded`: the doc is
@@ -16,16 +19,7 @@ pub fn load(blobs: &[&[u8]]) -> Result<OwnedDoc, DocError> {
     let status = doc
         .import_batch(&owned)
         .map_err(|e| DocError::Bytes(e.to_string()))?;
-    if let Some(pending) = status.pending {
-        let missing: Vec<String> = pending
-            .iter()
-            .map(|(peer, (start, end))| format!("peer {peer} ops {start}..{end}"))
-            .collect();
-        return Err(DocError::Pending(format!(
-            "the bytes depend on history they do not hold ({})",
-            missing.join(", ")
-        )));
-    }
+    refuse_pending(status, "the bytes depend on history they do not hold")?;
     Ok(doc)
 }
 

@@ -224,17 +224,23 @@ pub fn import(doc: &LoroDoc, bytes: &[u8]) -> Result<(), DocError> {
     let status = doc
         .import(bytes)
         .map_err(|e| DocError::Bytes(e.to_string()))?;
-    if let Some(pending) = status.pending {
-        let missing: Vec<String> = pending
-            .iter()
-            .map(|(peer, (start, end))| format!("peer {peer} ops {start}..{end}"))
-            .collect();
-        return Err(DocError::Pending(format!(
-            "update depends on history this doc does not have ({})",
-            missing.join(", ")
-        )));
-    }
-    Ok(())
+    refuse_pending(status, "update depends on history this doc does not have")
+}
+
+/// An import that left ops pending (their history missing) as a `DocError::Pending` naming
+/// them after `what`.
+pub fn refuse_pending(status: loro::ImportStatus, what: &str) -> Result<(), DocError> {
+    let Some(pending) = status.pending else {
+        return Ok(());
+    };
+    let missing: Vec<String> = pending
+        .iter()
+        .map(|(peer, (start, end))| format!("peer {peer} ops {start}..{end}"))
+        .collect();
+    Err(DocError::Pending(format!(
+        "{what} ({})",
+        missing.join(", ")
+    )))
 }
 
 pub fn root(doc: &LoroDoc) -> LoroMap {
