@@ -80,3 +80,60 @@ CREATE AGGREGATE @extschema@.loro_merge(pg_catalog.bytea) (
     combinefunc = @extschema@.loro_merge,
     parallel = safe
 );
+
+-- Issue 12: history and time travel.
+CREATE FUNCTION "pylon_crdt_history"(
+	"entity" TEXT, /* &str */
+	"row_id" TEXT /* &str */
+) RETURNS TABLE (
+	"peer" TEXT,  /* alloc::string::String */
+	"counter_start" INT,  /* i32 */
+	"counter_end" INT,  /* i32 */
+	"lamport" bigint,  /* i64 */
+	"made_at" timestamp with time zone,  /* core::option::Option<pgrx::datum::time_stamp_with_timezone::TimestampWithTimeZone> */
+	"role" TEXT,  /* core::option::Option<alloc::string::String> */
+	"xid" bigint,  /* core::option::Option<i64> */
+	"message" TEXT,  /* core::option::Option<alloc::string::String> */
+	"fields" TEXT[]  /* alloc::vec::Vec<alloc::string::String> */
+)
+STRICT STABLE PARALLEL RESTRICTED
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'pylon_crdt_history_wrapper';
+
+CREATE FUNCTION "pylon_crdt_project_at"(
+	"entity" TEXT, /* &str */
+	"row_id" TEXT, /* &str */
+	"at" timestamp with time zone /* pgrx::datum::time_stamp_with_timezone::TimestampWithTimeZone */
+) RETURNS jsonb /* pgrx::datum::json::JsonB */
+STRICT STABLE PARALLEL RESTRICTED
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'pylon_crdt_project_at_time_wrapper';
+
+CREATE FUNCTION "pylon_crdt_project_at"(
+	"entity" TEXT, /* &str */
+	"row_id" TEXT, /* &str */
+	"version" bytea /* &[u8] */
+) RETURNS jsonb /* pgrx::datum::json::JsonB */
+STRICT STABLE PARALLEL RESTRICTED
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'pylon_crdt_project_at_version_wrapper';
+
+CREATE FUNCTION "pylon_crdt_project_at"(
+	"entity" TEXT, /* &str */
+	"row_id" TEXT, /* &str */
+	"fields" jsonb, /* pgrx::datum::json::JsonB */
+	"at" timestamp with time zone /* pgrx::datum::time_stamp_with_timezone::TimestampWithTimeZone */
+) RETURNS jsonb /* pgrx::datum::json::JsonB */
+STRICT STABLE PARALLEL RESTRICTED
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'pylon_crdt_project_at_time_fields_wrapper';
+
+CREATE FUNCTION "pylon_crdt_project_at"(
+	"entity" TEXT, /* &str */
+	"row_id" TEXT, /* &str */
+	"fields" jsonb, /* pgrx::datum::json::JsonB */
+	"version" bytea /* &[u8] */
+) RETURNS jsonb /* pgrx::datum::json::JsonB */
+STRICT STABLE PARALLEL RESTRICTED
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'pylon_crdt_project_at_version_fields_wrapper';

@@ -10,7 +10,7 @@ use crate::row::{self, Change, Entity};
 use crate::search_path::pinned;
 
 /// Refuses (54000) an input over `pylon_crdt.max_input_bytes` before any work.
-fn check_size(row: RowRef<'_>, what: &str, bytes: usize) {
+pub(crate) fn check_size(row: RowRef<'_>, what: &str, bytes: usize) {
     let limit = crate::MAX_INPUT_BYTES.get().max(0) as usize;
     if bytes > limit {
         raise(

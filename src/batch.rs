@@ -34,6 +34,7 @@ use pgrx::prelude::*;
 use serde_json::{Map, Value};
 
 use crate::cache;
+use crate::doc::history::Author;
 use crate::doc::{self, migrate::Migration, DocError, Field, NoticeFrom, Rebuilt};
 use crate::error::{raise, RowRef};
 use crate::store;
@@ -103,6 +104,8 @@ struct Task {
     peer: u64,
     /// Where the notification's update starts, when the entity notifies.
     notice_from: Option<NoticeFrom>,
+    /// Who the changes are made by (`doc::history`).
+    author: Arc<Author>,
 }
 
 /// What a worker is given: a chunk of rows.
@@ -137,6 +140,7 @@ impl Worker {
                             t.migration.as_deref(),
                             t.peer,
                             t.notice_from.as_ref(),
+                            Some(&t.author),
                         )
                     })
                     .collect();
@@ -356,6 +360,7 @@ fn start_waiting() {
         queued.had_log = blobs.len() > 1;
         stored.push(blobs);
     }
+    let author = Arc::new(crate::history::current_author());
     let work: Work = jobs
         .iter_mut()
         .zip(stored)
@@ -367,6 +372,7 @@ fn start_waiting() {
             migration: queued.job.migration.clone(),
             peer: doc::random_peer(),
             notice_from: crate::notify::notice_from(&queued.job.entity, &queued.job.row_id),
+            author: author.clone(),
         })
         .collect();
     let worker = with_queue(|q| {

@@ -14,6 +14,7 @@ mod cache;
 mod changes;
 mod ddl;
 mod error;
+mod history;
 mod lookup;
 mod materialize;
 mod notify;

@@ -160,14 +160,17 @@ pub fn merge(
     // seeded from the row just now, the row itself (a seeded tree gets new node ids, which
     // the columns must then take too).
     let seeded = if exists { None } else { seed() };
+    let author = crate::history::current_author();
     let old = match seeded {
         Some(values) => {
             let seed = rowpatch::from_row(fields, &values, true);
+            doc::history::attribute(&doc, Some(&author));
             doc::guarded(|| doc::apply_patch(&doc, fields, &seed)).or_raise(row);
             Value::Object(values)
         }
         None => doc::guarded(|| doc::project(&doc, fields)).or_raise(row),
     };
+    doc::history::attribute(&doc, Some(&author));
     doc::guarded(|| change(&doc)).or_raise(row);
     let projection = doc::guarded(|| doc::project(&doc, fields)).or_raise(row);
     let unchanged = exists && doc.oplog_vv() == before; // then no write, no WAL

@@ -7,6 +7,7 @@
 
 pub mod blob;
 pub mod fields;
+pub mod history;
 pub mod json;
 pub mod migrate;
 pub mod patch;
@@ -171,6 +172,7 @@ pub fn rebuild(
     migration: Option<&migrate::Migration>,
     peer: u64,
     notice_from: Option<&NoticeFrom>,
+    author: Option<&history::Author>,
 ) -> Result<Rebuilt, DocError> {
     let doc = std::mem::ManuallyDrop::new(LoroDoc::new());
     let work = || -> Result<Rebuilt, DocError> {
@@ -180,11 +182,13 @@ pub fn rebuild(
         }
         set_peer(&doc, peer);
         let before = doc.oplog_vv();
+        history::attribute(&doc, author);
         if let (true, Some(values)) = (stored.is_empty(), seed) {
             apply_patch(&doc, fields, &rowpatch::from_row(fields, values, true))?;
         } else if let Some(migration) = migration {
             migration.apply(&doc, seed)?;
         }
+        history::attribute(&doc, author);
         apply_patch(&doc, fields, patch)?;
         let projection = project(&doc, fields)?;
         let edited = doc.oplog_vv() != before;

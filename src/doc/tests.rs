@@ -494,6 +494,99 @@ proptest! {
     }
 }
 
+fn author(role: &str, xid: u64, at: i64) -> history::Author {
+    history::Author {
+        role: role.into(),
+        xid,
+        at,
+    }
+}
+
+/// Writes made with an author carry it in their Loro changes: the history lists each
+/// transaction's change with its role, xid, time and fields, and the doc as it was at a time
+/// or version projects as it did then.
+#[test]
+fn history_records_authors_and_travels_in_time() {
+    let doc = load(None).unwrap();
+    history::attribute(&doc, Some(&author("alice", 100, 1_000)));
+    apply_patch(&doc, &fields(), &json!({"title": "first", "votes": 1})).unwrap();
+    let v1 = doc.oplog_vv();
+    let p1 = project(&doc, &fields()).unwrap();
+    history::attribute(&doc, Some(&author("bob", 101, 2_000)));
+    apply_patch(
+        &doc,
+        &fields(),
+        &json!({"body": "hello", "votes": {"increment": 2}}),
+    )
+    .unwrap();
+    // A peer that records no time: its change counts as made when what it follows was.
+    let peer = fork(&doc);
+    peer.get_map(ROOT_MAP).insert("title", "peer's").unwrap();
+    peer.commit();
+    doc.import(&peer.export(ExportMode::updates(&doc.oplog_vv())).unwrap())
+        .unwrap();
+
+    let changes = history::changes(&doc).unwrap();
+    assert_eq!(changes.len(), 3, "{changes:#?}");
+    assert_eq!(changes[0].role.as_deref(), Some("alice"));
+    assert_eq!(changes[0].xid, Some(100));
+    assert_eq!(changes[0].timestamp, 1_000);
+    assert_eq!(changes[0].fields, ["title", "votes"]);
+    assert_eq!(changes[1].role.as_deref(), Some("bob"));
+    assert_eq!(changes[1].fields, ["body", "votes"]);
+    assert_eq!(changes[2].role, None);
+    assert_eq!(changes[2].fields, ["title"]);
+    assert!(changes.windows(2).all(|w| w[0].lamport < w[1].lamport));
+
+    let at = |t: i64| {
+        let vv = history::version_at(&doc, t).unwrap();
+        project(&history::doc_at(&doc, &vv).unwrap(), &fields()).unwrap()
+    };
+    assert_eq!(at(999), project(&load(None).unwrap(), &fields()).unwrap());
+    assert_eq!(at(1_500), p1);
+    assert_eq!(at(2_000), project(&doc, &fields()).unwrap());
+    let by_version = history::doc_at(&doc, &v1).unwrap();
+    assert_eq!(project(&by_version, &fields()).unwrap(), p1);
+    // The doc itself is untouched.
+    assert_eq!(project(&doc, &fields()).unwrap()["title"], json!("peer's"));
+    // A version with ops the doc lacks.
+    let ahead = fork(&doc);
+    patched(&ahead, json!({"title": "later"}));
+    assert!(matches!(
+        history::doc_at(&doc, &ahead.oplog_vv()),
+        Err(DocError::Pending(_))
+    ));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// Any change's version projects, in the merged doc, as its author saw right after making it.
+    #[test]
+    fn the_doc_at_a_change_is_what_its_author_saw(
+        rounds in proptest::collection::vec((0usize..3, proptest::collection::vec(any_patch(), 1..3)), 1..8),
+    ) {
+        let origin = load(None).unwrap();
+        let peers = [fork(&origin), fork(&origin), fork(&origin)];
+        let mut seen = Vec::new();
+        for (who, patches) in &rounds {
+            let peer = &peers[*who];
+            apply_all(peer, patches);
+            seen.push((peer.oplog_vv(), project(peer, &fields()).unwrap()));
+            // Sometimes a peer catches up with another before the next round.
+            let next = &peers[(who + 1) % 3];
+            exchange(peer, next);
+        }
+        let all = fork(&peers[0]);
+        exchange(&all, &peers[1]);
+        exchange(&all, &peers[2]);
+        for (version, projection) in seen {
+            let then = history::doc_at(&all, &version).unwrap();
+            prop_assert_eq!(project(&then, &fields()).unwrap(), projection);
+        }
+    }
+}
+
 /// The stateless functions' errors: bad bytes, an update without its history, a bad version.
 #[test]
 fn blob_functions_refuse_bad_input() {
@@ -623,6 +716,7 @@ fn rebuild_seeds_patches_and_encodes_only_changes() {
         None,
         7,
         None,
+        None,
     )
     .unwrap();
     assert_eq!(seeded.projection["title"], json!("seeded"));
@@ -636,6 +730,7 @@ fn rebuild_seeds_patches_and_encodes_only_changes() {
         &json!({"body": "hello world"}),
         None,
         8,
+        None,
         None,
     )
     .unwrap();
@@ -654,6 +749,7 @@ fn rebuild_seeds_patches_and_encodes_only_changes() {
         None,
         9,
         None,
+        None,
     )
     .unwrap();
     assert!(
@@ -666,7 +762,17 @@ fn rebuild_seeds_patches_and_encodes_only_changes() {
     let before = doc.oplog_vv();
     apply_patch(&doc, &fields, &json!({"title": "from the log"})).unwrap();
     let delta = updates_since(&doc, &before).unwrap();
-    let folded = rebuild(&[stored, delta], None, &fields, &json!({}), None, 10, None).unwrap();
+    let folded = rebuild(
+        &[stored, delta],
+        None,
+        &fields,
+        &json!({}),
+        None,
+        10,
+        None,
+        None,
+    )
+    .unwrap();
     assert_eq!(folded.projection["title"], json!("from the log"));
     assert!(
         folded.snapshot.is_some(),
@@ -678,11 +784,29 @@ fn rebuild_seeds_patches_and_encodes_only_changes() {
 fn rebuild_reports_bad_bytes_and_bad_patches() {
     let fields = fields();
     assert!(matches!(
-        rebuild(&[vec![1, 2, 3]], None, &fields, &json!({}), None, 1, None),
+        rebuild(
+            &[vec![1, 2, 3]],
+            None,
+            &fields,
+            &json!({}),
+            None,
+            1,
+            None,
+            None
+        ),
         Err(DocError::Bytes(_))
     ));
     assert!(matches!(
-        rebuild(&[], None, &fields, &json!({"votes": "many"}), None, 1, None),
+        rebuild(
+            &[],
+            None,
+            &fields,
+            &json!({"votes": "many"}),
+            None,
+            1,
+            None,
+            None
+        ),
         Err(DocError::Patch { .. })
     ));
 }
@@ -701,6 +825,7 @@ fn notices_carry_the_update_since_their_start() {
         None,
         3,
         Some(&NoticeFrom::Before),
+        None,
     )
     .unwrap();
     let stored = first.snapshot.unwrap();
@@ -720,6 +845,7 @@ fn notices_carry_the_update_since_their_start() {
         None,
         4,
         Some(&NoticeFrom::Version(notice.start.clone())),
+        None,
     )
     .unwrap();
     let both = second.notice.unwrap();
@@ -736,6 +862,7 @@ fn notices_carry_the_update_since_their_start() {
         None,
         4,
         Some(&NoticeFrom::Before),
+        None,
     )
     .unwrap()
     .notice
@@ -754,6 +881,7 @@ fn notices_carry_the_update_since_their_start() {
         None,
         5,
         Some(&NoticeFrom::Before),
+        None,
     )
     .unwrap();
     assert!(unchanged.notice.is_none());
@@ -768,6 +896,7 @@ fn notices_carry_the_update_since_their_start() {
         None,
         6,
         Some(&NoticeFrom::Before),
+        None,
     )
     .unwrap();
     let large = large.notice.unwrap();
