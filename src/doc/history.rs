@@ -200,6 +200,14 @@ pub fn doc_at(doc: &LoroDoc, version: &VersionVector) -> Result<LoroDoc, DocErro
         ));
     }
     let frontiers: Frontiers = doc.vv_to_frontiers(version);
-    doc.fork_at(&frontiers)
-        .map_err(|e| DocError::Pending(format!("cannot check out that version: {e}")))
+    let failed =
+        |e: loro::LoroError| DocError::Pending(format!("cannot check out that version: {e}"));
+    if !doc.is_shallow() {
+        return doc.fork_at(&frontiers).map_err(failed);
+    }
+    // Loro cannot fork a shallow doc at a version: check a copy out there instead.
+    let copy = LoroDoc::new();
+    copy.import(&super::snapshot(doc)).map_err(failed)?;
+    copy.checkout(&frontiers).map_err(failed)?;
+    Ok(copy)
 }

@@ -549,6 +549,17 @@ fn history_records_authors_and_travels_in_time() {
     assert_eq!(project(&by_version, &fields()).unwrap(), p1);
     // The doc itself is untouched.
     assert_eq!(project(&doc, &fields()).unwrap()["title"], json!("peer's"));
+    // A trimmed doc shows versions from its trim on.
+    let trimmed = load(Some(&shallow_snapshot(&doc).unwrap())).unwrap();
+    let now = history::version_at(&trimmed, 2_000).unwrap();
+    assert_eq!(
+        project(&history::doc_at(&trimmed, &now).unwrap(), &fields()).unwrap(),
+        project(&doc, &fields()).unwrap()
+    );
+    assert!(matches!(
+        history::version_at(&trimmed, 1_500),
+        Err(DocError::Pending(_))
+    ));
     // A version with ops the doc lacks.
     let ahead = fork(&doc);
     patched(&ahead, json!({"title": "later"}));
