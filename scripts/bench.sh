@@ -78,6 +78,12 @@ done | awk '{ sum[$1] += $2; n[$1]++ }
   END { off = sum["false"] / n["false"]; on = sum["true"] / n["true"];
         printf "| single-row writes over 4 connections (pgbench, 3 × 4 × 2500), notifications off vs on | %d | %d | %.2f |\n", off, on, off / on }'
 rm -f "$script"
+# Issue 12: history of a doc of 10,000 changes.
+echo
+echo "| history | time |"
+echo "|---|---|"
+"$psql_bin" "$url" -X -q -c "DROP DATABASE IF EXISTS pylon_history_bench" -c "CREATE DATABASE pylon_history_bench" >&2
+"$psql_bin" "${url%/postgres}/pylon_history_bench" -X -q -A -t -f bench/history.sql | grep '^|'
 if [ "$(sha256sum "$lib")" != "$before" ]; then
   echo "bench: $lib was replaced during the run, so the results mix builds: run again" >&2
   exit 1
