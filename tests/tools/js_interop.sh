@@ -35,7 +35,8 @@ q "SELECT pylon_crdt_apply_patch('JsNote', 'j1', :'fields', '{\"title\":\"from s
 check "the history shows the JS peers' messages and times, and the SQL write's author" \
   "js peer a||t|{body,title,votes}|js peer b||t|{body,votes}|js peer a again||t|{title}||postgres|t|{title,votes}" \
   "$(q "SELECT CASE WHEN role IS NULL THEN message END, role, made_at > now() - interval '1 hour', fields
-          FROM pylon_crdt_history('JsNote', 'j1');")"
+          FROM pylon_crdt_history('JsNote', 'j1')
+         ORDER BY lamport, message;")"  # A's second change and B's are concurrent: same Lamport time
 
 # A JS peer reads what the extension stored.
 snapshot=$(q "SELECT encode(pylon_crdt_snapshot('JsNote', 'j1'), 'hex');")
