@@ -137,3 +137,61 @@ CREATE FUNCTION "pylon_crdt_project_at"(
 STRICT STABLE PARALLEL RESTRICTED
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'pylon_crdt_project_at_version_fields_wrapper';
+
+CREATE FUNCTION "pylon_crdt_diff"(
+	"entity" TEXT,
+	"row_id" TEXT,
+	"from" bytea,
+	"to" bytea
+) RETURNS jsonb
+STRICT STABLE PARALLEL RESTRICTED
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'pylon_crdt_diff_versions_wrapper';
+
+CREATE FUNCTION "pylon_crdt_diff"(
+	"entity" TEXT,
+	"row_id" TEXT,
+	"from" timestamp with time zone,
+	"to" timestamp with time zone
+) RETURNS jsonb
+STRICT STABLE PARALLEL RESTRICTED
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'pylon_crdt_diff_times_wrapper';
+
+CREATE FUNCTION "pylon_crdt_restore"(
+	"entity" TEXT,
+	"row_id" TEXT,
+	"at" timestamp with time zone
+) RETURNS jsonb
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'pylon_crdt_restore_time_wrapper';
+
+CREATE FUNCTION "pylon_crdt_restore"(
+	"entity" TEXT,
+	"row_id" TEXT,
+	"version" bytea
+) RETURNS jsonb
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'pylon_crdt_restore_version_wrapper';
+
+CREATE FUNCTION "pylon_crdt_restore"(
+	"entity" TEXT,
+	"row_id" TEXT,
+	"fields" jsonb,
+	"at" timestamp with time zone
+) RETURNS jsonb
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'pylon_crdt_restore_time_fields_wrapper';
+
+CREATE FUNCTION "pylon_crdt_restore"(
+	"entity" TEXT,
+	"row_id" TEXT,
+	"fields" jsonb,
+	"version" bytea
+) RETURNS jsonb
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'pylon_crdt_restore_version_fields_wrapper';

@@ -138,9 +138,11 @@ impl Worker {
                             &t.fields,
                             &t.patch,
                             t.migration.as_deref(),
-                            t.peer,
-                            t.notice_from.as_ref(),
-                            Some(&t.author),
+                            doc::Editor {
+                                peer: t.peer,
+                                author: Some(&t.author),
+                                notice_from: t.notice_from.as_ref(),
+                            },
                         )
                     })
                     .collect();

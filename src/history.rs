@@ -6,10 +6,11 @@ use pgrx::datum::TimestampWithTimeZone;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 
-use crate::doc::{self, history, history::Author};
+use crate::doc::history::{self, Author, When};
+use crate::doc::{self};
 use crate::error::{OrRaise, RowRef};
 use crate::materialize::EntityTable;
-use crate::row::{self, Entity};
+use crate::row::{self, Change, Entity};
 use crate::search_path::pinned;
 
 /// Seconds between the Unix epoch and Postgres' (2000-01-01).
@@ -50,6 +51,7 @@ fn timestamp(unix: i64) -> Option<TimestampWithTimeZone> {
 /// The doc's changes in causal order: the peer and its op counters, the Lamport time, when
 /// and by whom (role and transaction id, for changes this extension committed), the commit
 /// message, and the fields the change touched.
+#[allow(clippy::type_complexity)] // a table's columns, as pgrx spells them
 #[pg_extern(stable, parallel_restricted)]
 fn pylon_crdt_history(
     entity: &str,
@@ -87,20 +89,10 @@ fn pylon_crdt_history(
     }))
 }
 
-/// When to look at a doc: a time, or a version vector.
-enum At<'a> {
-    Time(TimestampWithTimeZone),
-    Version(&'a [u8]),
-}
-
-fn project_at(row: RowRef<'_>, entity: &Entity, at: At<'_>) -> JsonB {
+fn project_at(row: RowRef<'_>, entity: &Entity, when: When<'_>) -> JsonB {
     JsonB(
         row::read(row, entity.table.as_ref(), |d| {
-            let version = match at {
-                At::Time(t) => history::version_at(d, unix_seconds(t))?,
-                At::Version(bytes) => doc::decode_version(bytes)?,
-            };
-            let then = history::doc_at(d, &version)?;
+            let then = history::doc_at(d, &history::resolve(d, when)?)?;
             doc::project(&then, &entity.fields)
         })
         .or_raise(row),
@@ -113,7 +105,7 @@ fn project_at(row: RowRef<'_>, entity: &Entity, at: At<'_>) -> JsonB {
 fn pylon_crdt_project_at_time(entity: &str, row_id: &str, at: TimestampWithTimeZone) -> JsonB {
     pinned(|| {
         let row = RowRef { entity, row_id };
-        project_at(row, &Entity::registered(row), At::Time(at))
+        project_at(row, &Entity::registered(row), When::Time(unix_seconds(at)))
     })
 }
 
@@ -123,7 +115,7 @@ fn pylon_crdt_project_at_version(entity: &str, row_id: &str, version: &[u8]) -> 
     pinned(|| {
         let row = RowRef { entity, row_id };
         crate::api::check_size(row, "version vector", version.len());
-        project_at(row, &Entity::registered(row), At::Version(version))
+        project_at(row, &Entity::registered(row), When::Version(version))
     })
 }
 
@@ -137,7 +129,11 @@ fn pylon_crdt_project_at_time_fields(
 ) -> JsonB {
     pinned(|| {
         let row = RowRef { entity, row_id };
-        project_at(row, &Entity::with_fields(row, &fields.0), At::Time(at))
+        project_at(
+            row,
+            &Entity::with_fields(row, &fields.0),
+            When::Time(unix_seconds(at)),
+        )
     })
 }
 
@@ -154,7 +150,110 @@ fn pylon_crdt_project_at_version_fields(
         project_at(
             row,
             &Entity::with_fields(row, &fields.0),
-            At::Version(version),
+            When::Version(version),
         )
+    })
+}
+
+/// What changed in each field of the doc between two versions (`pylon_crdt_version`'s
+/// format): see `doc::history::diff`.
+#[pg_extern(stable, parallel_restricted, name = "pylon_crdt_diff")]
+fn pylon_crdt_diff_versions(entity: &str, row_id: &str, from: &[u8], to: &[u8]) -> JsonB {
+    pinned(|| {
+        let row = RowRef { entity, row_id };
+        crate::api::check_size(row, "version vector", from.len().max(to.len()));
+        diff(row, When::Version(from), When::Version(to))
+    })
+}
+
+/// What changed in each field of the doc between two times.
+#[pg_extern(stable, parallel_restricted, name = "pylon_crdt_diff")]
+fn pylon_crdt_diff_times(
+    entity: &str,
+    row_id: &str,
+    from: TimestampWithTimeZone,
+    to: TimestampWithTimeZone,
+) -> JsonB {
+    pinned(|| {
+        let row = RowRef { entity, row_id };
+        diff(
+            row,
+            When::Time(unix_seconds(from)),
+            When::Time(unix_seconds(to)),
+        )
+    })
+}
+
+fn diff(row: RowRef<'_>, from: When<'_>, to: When<'_>) -> JsonB {
+    JsonB(
+        row::read(row, EntityTable::resolve(row.entity).as_ref(), |d| {
+            history::diff(d, &history::resolve(d, from)?, &history::resolve(d, to)?)
+        })
+        .or_raise(row),
+    )
+}
+
+/// Brings a registered entity's row back to its state at a time: a new change that undoes
+/// what came after (history is kept; peers merge it like any other change), stored and
+/// written to the row's columns as any write is. Returns the projection.
+#[pg_extern(volatile, parallel_unsafe, name = "pylon_crdt_restore")]
+fn pylon_crdt_restore_time(entity: &str, row_id: &str, at: TimestampWithTimeZone) -> JsonB {
+    crate::error::check_writable("pylon_crdt_restore");
+    pinned(|| {
+        let row = RowRef { entity, row_id };
+        let change = Change::Restore(When::Time(unix_seconds(at)));
+        JsonB(row::write(row, &Entity::registered(row), change))
+    })
+}
+
+/// `pylon_crdt_restore` to a version.
+#[pg_extern(volatile, parallel_unsafe, name = "pylon_crdt_restore")]
+fn pylon_crdt_restore_version(entity: &str, row_id: &str, version: &[u8]) -> JsonB {
+    crate::error::check_writable("pylon_crdt_restore");
+    pinned(|| {
+        let row = RowRef { entity, row_id };
+        crate::api::check_size(row, "version vector", version.len());
+        let change = Change::Restore(When::Version(version));
+        JsonB(row::write(row, &Entity::registered(row), change))
+    })
+}
+
+/// `pylon_crdt_restore` with a fields spec, for any entity.
+#[pg_extern(volatile, parallel_unsafe, name = "pylon_crdt_restore")]
+fn pylon_crdt_restore_time_fields(
+    entity: &str,
+    row_id: &str,
+    fields: JsonB,
+    at: TimestampWithTimeZone,
+) -> JsonB {
+    crate::error::check_writable("pylon_crdt_restore");
+    pinned(|| {
+        let row = RowRef { entity, row_id };
+        let change = Change::Restore(When::Time(unix_seconds(at)));
+        JsonB(row::write(
+            row,
+            &Entity::with_fields(row, &fields.0),
+            change,
+        ))
+    })
+}
+
+#[pg_extern(volatile, parallel_unsafe, name = "pylon_crdt_restore")]
+fn pylon_crdt_restore_version_fields(
+    entity: &str,
+    row_id: &str,
+    fields: JsonB,
+    version: &[u8],
+) -> JsonB {
+    crate::error::check_writable("pylon_crdt_restore");
+    pinned(|| {
+        let row = RowRef { entity, row_id };
+        crate::api::check_size(row, "version vector", version.len());
+        let change = Change::Restore(When::Version(version));
+        JsonB(row::write(
+            row,
+            &Entity::with_fields(row, &fields.0),
+            change,
+        ))
     })
 }

@@ -267,6 +267,8 @@ pub enum Change<'a> {
     Patch(&'a Value),
     /// A peer's update or snapshot.
     Import(&'a [u8]),
+    /// Back to the doc's state at a time or version, as a new change.
+    Restore(doc::history::When<'a>),
 }
 
 /// Takes what orders writers of a row's doc, and says whether an enabled table's row exists.
@@ -312,18 +314,18 @@ pub fn write(row: RowRef<'_>, entity: &Entity, change: Change<'_>) -> Value {
         entity
     };
     let table = entity.table.as_ref();
-    if registered && !row_exists && matches!(change, Change::Import(_)) {
+    if registered && !row_exists && !matches!(change, Change::Patch(_)) {
         raise(
             PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,
             format!(
-                "pylon_crdt: {row}: no such row in table {}; a peer update needs an existing row",
+                "pylon_crdt: {row}: no such row in table {}; a peer update or a restore needs an existing row",
                 table.map_or("", |t| &t.name)
             ),
         );
     }
     let seed = || table.filter(|_| row_exists).and_then(|t| t.row_values(row));
     let kind = match change {
-        Change::Patch(_) => notify::Kind::Write,
+        Change::Patch(_) | Change::Restore(_) => notify::Kind::Write,
         Change::Import(_) => notify::Kind::Update,
     };
     let merged = merge(
@@ -333,6 +335,7 @@ pub fn write(row: RowRef<'_>, entity: &Entity, change: Change<'_>) -> Value {
         |d| match change {
             Change::Patch(patch) => doc::apply_patch(d, &entity.fields, patch),
             Change::Import(bytes) => doc::import(d, bytes),
+            Change::Restore(when) => doc::history::revert(d, &doc::history::resolve(d, when)?),
         },
         Save::Now,
         kind,

@@ -8,10 +8,14 @@
 
 use std::collections::HashMap;
 
-use loro::{ContainerID, Frontiers, Index, JsonMapOp, JsonOpContent, LoroDoc, VersionVector};
+use loro::event::{Diff, ListDiffItem};
+use loro::{
+    ContainerID, Frontiers, Index, JsonMapOp, JsonOpContent, LoroDoc, TextDelta, TreeExternalDiff,
+    TreeParentId, VersionVector,
+};
 use serde_json::{json, Value};
 
-use super::{DocError, ROOT_MAP};
+use super::{decode_version, project, DocError, ROOT_MAP};
 
 /// Who commits the next change, and when.
 #[derive(Clone, Debug, PartialEq)]
@@ -187,8 +191,23 @@ pub fn version_at(doc: &LoroDoc, at: i64) -> Result<VersionVector, DocError> {
     Ok(vv)
 }
 
-/// A copy of the doc as it was at `version`, for reading; the doc itself is untouched.
-pub fn doc_at(doc: &LoroDoc, version: &VersionVector) -> Result<LoroDoc, DocError> {
+/// When to look at a doc: a time (Unix seconds) or an encoded version vector.
+#[derive(Clone, Copy, Debug)]
+pub enum When<'a> {
+    Time(i64),
+    Version(&'a [u8]),
+}
+
+/// The version `when` names in this doc.
+pub fn resolve(doc: &LoroDoc, when: When<'_>) -> Result<VersionVector, DocError> {
+    match when {
+        When::Time(at) => version_at(doc, at),
+        When::Version(bytes) => decode_version(bytes),
+    }
+}
+
+/// A version the doc can show: one it holds, not before a history trim.
+fn check_held(doc: &LoroDoc, version: &VersionVector) -> Result<(), DocError> {
     if !doc.oplog_vv().includes_vv(version) {
         return Err(DocError::Pending(
             "the doc does not hold that version (it has ops the doc lacks)".into(),
@@ -199,6 +218,12 @@ pub fn doc_at(doc: &LoroDoc, version: &VersionVector) -> Result<LoroDoc, DocErro
             "the doc's history was trimmed (pylon_crdt_compact with trim_history) after that version".into(),
         ));
     }
+    Ok(())
+}
+
+/// A copy of the doc as it was at `version`, for reading; the doc itself is untouched.
+pub fn doc_at(doc: &LoroDoc, version: &VersionVector) -> Result<LoroDoc, DocError> {
+    check_held(doc, version)?;
     let frontiers: Frontiers = doc.vv_to_frontiers(version);
     let failed =
         |e: loro::LoroError| DocError::Pending(format!("cannot check out that version: {e}"));
@@ -210,4 +235,113 @@ pub fn doc_at(doc: &LoroDoc, version: &VersionVector) -> Result<LoroDoc, DocErro
     copy.import(&super::snapshot(doc)).map_err(failed)?;
     copy.checkout(&frontiers).map_err(failed)?;
     Ok(copy)
+}
+
+/// What changed in each field between two versions: for a plain (LWW) field its new value,
+/// for text the spans kept, inserted and deleted (`{"retain": n}`, `{"insert": "…"}`,
+/// `{"delete": n}`), for a counter the difference, for lists the same spans of values, for
+/// trees the nodes created, moved and deleted, and for a container inside a field (a tree
+/// node's data) its changes under `"inside"`. Fields that did not change are left out.
+pub fn diff(doc: &LoroDoc, from: &VersionVector, to: &VersionVector) -> Result<Value, DocError> {
+    for version in [from, to] {
+        check_held(doc, version)?;
+    }
+    let (a, b) = (doc.vv_to_frontiers(from), doc.vv_to_frontiers(to));
+    let batch = doc
+        .diff(&a, &b)
+        .map_err(|e| DocError::Pending(format!("cannot compare those versions: {e}")))?;
+    let mut out = serde_json::Map::new();
+    for (container, change) in batch.iter() {
+        if is_row(container) {
+            if let Diff::Map(map) = change {
+                for (key, value) in &map.updated {
+                    let value = match value {
+                        Some(v) => project::value_of(v).unwrap_or(Value::Null),
+                        None => Value::Null,
+                    };
+                    let entry = out.entry(key.to_string()).or_insert_with(|| json!({}));
+                    entry["value"] = value;
+                }
+            }
+            continue;
+        }
+        let Some(field) = field_of_container(doc, container) else {
+            continue;
+        };
+        let entry = out.entry(field).or_insert_with(|| json!({}));
+        let described = describe(change);
+        // A field's own container is one level below `row`; deeper ones are inside it.
+        let own = doc
+            .get_path_to_container(container)
+            .is_some_and(|path| path.len() == 2);
+        if own {
+            for (k, v) in described.as_object().into_iter().flatten() {
+                entry[k] = v.clone();
+            }
+        } else {
+            let inside = entry
+                .as_object_mut()
+                .expect("an object")
+                .entry("inside")
+                .or_insert_with(|| json!([]));
+            if let Value::Array(list) = inside {
+                list.push(described);
+            }
+        }
+    }
+    Ok(Value::Object(out))
+}
+
+fn describe(change: &Diff<'_>) -> Value {
+    match change {
+        Diff::Text(deltas) => json!({"text": deltas.iter().map(|d| match d {
+            TextDelta::Retain { retain, .. } => json!({"retain": retain}),
+            TextDelta::Insert { insert, .. } => json!({"insert": insert}),
+            TextDelta::Delete { delete } => json!({"delete": delete}),
+        }).collect::<Vec<_>>()}),
+        Diff::Counter(delta) => json!({"increment": super::json::number_from_f64(*delta)}),
+        Diff::List(items) => json!({"list": items.iter().map(|i| match i {
+            ListDiffItem::Retain { retain } => json!({"retain": retain}),
+            ListDiffItem::Insert { insert, .. } => json!({"insert": insert
+                .iter()
+                .map(|v| project::value_of(v).unwrap_or(Value::Null))
+                .collect::<Vec<_>>()}),
+            ListDiffItem::Delete { delete } => json!({"delete": delete}),
+        }).collect::<Vec<_>>()}),
+        Diff::Map(map) => json!({"map": map.updated.iter().map(|(k, v)| {
+            (k.to_string(), v.as_ref().map_or(Value::Null, |v| project::value_of(v).unwrap_or(Value::Null)))
+        }).collect::<serde_json::Map<_, _>>()}),
+        Diff::Tree(tree) => json!({"tree": tree.diff.iter().map(|item| {
+            let node = item.target.to_string();
+            match &item.action {
+                TreeExternalDiff::Create { parent, index, .. } => {
+                    json!({"create": {"node": node, "parent": parent_id(parent), "index": index}})
+                }
+                TreeExternalDiff::Move { parent, index, old_parent, .. } => json!({"move": {
+                    "node": node, "parent": parent_id(parent), "index": index,
+                    "old_parent": parent_id(old_parent)}}),
+                TreeExternalDiff::Delete { old_parent, .. } => {
+                    json!({"delete": {"node": node, "old_parent": parent_id(old_parent)}})
+                }
+            }
+        }).collect::<Vec<_>>()}),
+        _ => json!({"unknown": true}),
+    }
+}
+
+fn parent_id(parent: &TreeParentId) -> Value {
+    match parent {
+        TreeParentId::Node(id) => Value::String(id.to_string()),
+        _ => Value::Null,
+    }
+}
+
+/// Brings the doc back to its state at `version`, as new ops after the current ones (a
+/// forward change peers merge like any other; the history stays).
+pub fn revert(doc: &LoroDoc, version: &VersionVector) -> Result<(), DocError> {
+    check_held(doc, version)?;
+    doc.revert_to(&doc.vv_to_frontiers(version))
+        .map_err(|e| DocError::Pending(format!("cannot restore that version: {e}")))?;
+    doc.commit();
+    Ok(())
 }

@@ -114,6 +114,25 @@ pub fn load(snapshot: Option<&[u8]>) -> Result<LoroDoc, DocError> {
     Ok(doc)
 }
 
+/// Who edits in `rebuild`: the peer id, the author its changes carry, and where the
+/// notification's update starts (none: the entity does not notify).
+#[derive(Clone, Copy, Default)]
+pub struct Editor<'a> {
+    pub peer: u64,
+    pub author: Option<&'a history::Author>,
+    pub notice_from: Option<&'a NoticeFrom>,
+}
+
+impl Editor<'_> {
+    /// Just a peer id: no author, no notice.
+    pub fn peer(peer: u64) -> Self {
+        Editor {
+            peer,
+            ..Editor::default()
+        }
+    }
+}
+
 /// A row's doc after `rebuild`: its projection, its new snapshot when anything changed, and
 /// what a notification of the change says (when one was asked for and the doc changed).
 pub struct Rebuilt {
@@ -170,10 +189,13 @@ pub fn rebuild(
     fields: &[Field],
     patch: &serde_json::Value,
     migration: Option<&migrate::Migration>,
-    peer: u64,
-    notice_from: Option<&NoticeFrom>,
-    author: Option<&history::Author>,
+    editor: Editor<'_>,
 ) -> Result<Rebuilt, DocError> {
+    let Editor {
+        peer,
+        author,
+        notice_from,
+    } = editor;
     let doc = std::mem::ManuallyDrop::new(LoroDoc::new());
     let work = || -> Result<Rebuilt, DocError> {
         for bytes in stored {

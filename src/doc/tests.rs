@@ -598,6 +598,66 @@ proptest! {
     }
 }
 
+/// `diff` names what changed per field between two versions (a plain value, text spans, a
+/// counter's difference, list spans); `revert` brings the doc back as a new change.
+#[test]
+fn diff_and_revert_between_versions() {
+    let doc = load(None).unwrap();
+    patched(
+        &doc,
+        json!({"title": "a", "body": "Hello", "votes": 1, "tags": ["x"]}),
+    );
+    let v1 = doc.oplog_vv();
+    let p1 = project(&doc, &fields()).unwrap();
+    patched(
+        &doc,
+        json!({"title": "b", "body": "Hello world", "votes": {"increment": 4}, "tags": ["x", "y"]}),
+    );
+    let v2 = doc.oplog_vv();
+    let d = history::diff(&doc, &v1, &v2).unwrap();
+    assert_eq!(d["title"]["value"], json!("b"));
+    assert_eq!(
+        d["body"]["text"],
+        json!([{"retain": 5}, {"insert": " world"}])
+    );
+    assert_eq!(d["votes"]["increment"], json!(4));
+    assert_eq!(d["tags"]["list"], json!([{"retain": 1}, {"insert": ["y"]}]));
+    assert!(
+        d.get("order").is_none(),
+        "unchanged fields are left out: {d}"
+    );
+    // Backwards, the same spans undone.
+    assert_eq!(
+        history::diff(&doc, &v2, &v1).unwrap()["body"]["text"],
+        json!([{"retain": 5}, {"delete": 6}])
+    );
+
+    history::revert(&doc, &v1).unwrap();
+    assert_eq!(project(&doc, &fields()).unwrap(), p1);
+    assert!(
+        doc.oplog_vv().includes_vv(&v2),
+        "a revert adds ops; history stays"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// Restoring an old version, then projecting, gives the old projection, for every kind.
+    #[test]
+    fn restore_then_project_is_the_old_projection(
+        before in proptest::collection::vec(any_patch(), 0..6),
+        after in proptest::collection::vec(any_patch(), 1..8),
+    ) {
+        let doc = load(None).unwrap();
+        apply_all(&doc, &before);
+        let (version, projection) = (doc.oplog_vv(), project(&doc, &fields()).unwrap());
+        apply_all(&doc, &after);
+        history::revert(&doc, &version).unwrap();
+        prop_assert_eq!(project(&doc, &fields()).unwrap(), projection);
+    }
+}
+
 /// The stateless functions' errors: bad bytes, an update without its history, a bad version.
 #[test]
 fn blob_functions_refuse_bad_input() {
@@ -725,9 +785,7 @@ fn rebuild_seeds_patches_and_encodes_only_changes() {
         &fields,
         &json!({"votes": {"increment": 1}}),
         None,
-        7,
-        None,
-        None,
+        Editor::peer(7),
     )
     .unwrap();
     assert_eq!(seeded.projection["title"], json!("seeded"));
@@ -740,9 +798,7 @@ fn rebuild_seeds_patches_and_encodes_only_changes() {
         &fields,
         &json!({"body": "hello world"}),
         None,
-        8,
-        None,
-        None,
+        Editor::peer(8),
     )
     .unwrap();
     assert_eq!(patched.projection["body"], json!("hello world"));
@@ -758,9 +814,7 @@ fn rebuild_seeds_patches_and_encodes_only_changes() {
         &fields,
         &json!({"title": "seeded"}),
         None,
-        9,
-        None,
-        None,
+        Editor::peer(9),
     )
     .unwrap();
     assert!(
@@ -779,9 +833,7 @@ fn rebuild_seeds_patches_and_encodes_only_changes() {
         &fields,
         &json!({}),
         None,
-        10,
-        None,
-        None,
+        Editor::peer(10),
     )
     .unwrap();
     assert_eq!(folded.projection["title"], json!("from the log"));
@@ -801,9 +853,7 @@ fn rebuild_reports_bad_bytes_and_bad_patches() {
             &fields,
             &json!({}),
             None,
-            1,
-            None,
-            None
+            Editor::peer(1)
         ),
         Err(DocError::Bytes(_))
     ));
@@ -814,9 +864,7 @@ fn rebuild_reports_bad_bytes_and_bad_patches() {
             &fields,
             &json!({"votes": "many"}),
             None,
-            1,
-            None,
-            None
+            Editor::peer(1)
         ),
         Err(DocError::Patch { .. })
     ));
@@ -834,9 +882,11 @@ fn notices_carry_the_update_since_their_start() {
         &fields,
         &json!({"title": "a"}),
         None,
-        3,
-        Some(&NoticeFrom::Before),
-        None,
+        Editor {
+            peer: 3,
+            notice_from: Some(&NoticeFrom::Before),
+            ..Editor::default()
+        },
     )
     .unwrap();
     let stored = first.snapshot.unwrap();
@@ -854,9 +904,11 @@ fn notices_carry_the_update_since_their_start() {
         &fields,
         &json!({"body": "hello"}),
         None,
-        4,
-        Some(&NoticeFrom::Version(notice.start.clone())),
-        None,
+        Editor {
+            peer: 4,
+            notice_from: Some(&NoticeFrom::Version(notice.start.clone())),
+            ..Editor::default()
+        },
     )
     .unwrap();
     let both = second.notice.unwrap();
@@ -871,9 +923,11 @@ fn notices_carry_the_update_since_their_start() {
         &fields,
         &json!({"body": "hello"}),
         None,
-        4,
-        Some(&NoticeFrom::Before),
-        None,
+        Editor {
+            peer: 4,
+            notice_from: Some(&NoticeFrom::Before),
+            ..Editor::default()
+        },
     )
     .unwrap()
     .notice
@@ -890,9 +944,11 @@ fn notices_carry_the_update_since_their_start() {
         &fields,
         &json!({"title": "a"}),
         None,
-        5,
-        Some(&NoticeFrom::Before),
-        None,
+        Editor {
+            peer: 5,
+            notice_from: Some(&NoticeFrom::Before),
+            ..Editor::default()
+        },
     )
     .unwrap();
     assert!(unchanged.notice.is_none());
@@ -905,9 +961,11 @@ fn notices_carry_the_update_since_their_start() {
         &fields,
         &json!({"body": big}),
         None,
-        6,
-        Some(&NoticeFrom::Before),
-        None,
+        Editor {
+            peer: 6,
+            notice_from: Some(&NoticeFrom::Before),
+            ..Editor::default()
+        },
     )
     .unwrap();
     let large = large.notice.unwrap();

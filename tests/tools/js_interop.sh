@@ -33,7 +33,7 @@ check "the JS peers' updates applied to a stored doc" "t" \
                = (:'made'::jsonb->'merged');")"
 q "SELECT pylon_crdt_apply_patch('JsNote', 'j1', :'fields', '{\"title\":\"from sql\",\"votes\":{\"increment\":10}}');" >/dev/null
 check "the history shows the JS peers' messages and times, and the SQL write's author" \
-  "js peer a||t|{body,title,votes}|js peer b||t|{body,votes}|js peer a again||t|{title}||postgres|t|{title,votes}" \
+  "js peer a||t|{body,title,votes}|js peer a again||t|{title}|js peer b||t|{body,votes}||postgres|t|{title,votes}" \
   "$(q "SELECT CASE WHEN role IS NULL THEN message END, role, made_at > now() - interval '1 hour', fields
           FROM pylon_crdt_history('JsNote', 'j1')
          ORDER BY lamport, message;")"  # A's second change and B's are concurrent: same Lamport time

@@ -6,6 +6,8 @@ CREATE TABLE hist_note (id text PRIMARY KEY, title text, body text, votes int);
 SELECT pylon_crdt_enable('hist_note', '{"title":"string","body":"richtext","votes":{"type":"int","crdt":"counter"}}');
 CREATE ROLE hist_writer;
 GRANT SELECT, INSERT, UPDATE ON hist_note TO hist_writer;
+CREATE ROLE hist_stranger_w;
+GRANT SELECT ON hist_note TO hist_stranger_w;
 
 BEGIN;
 INSERT INTO hist_note VALUES ('n1', 'first', 'hello', 1);
@@ -40,6 +42,29 @@ SELECT pylon_crdt_project_at('hist_note', 'n1', '{"title":"string"}', :'v1'::byt
 -- Nothing changed: the stored doc and the row are as they were.
 SELECT title, body, votes FROM hist_note;
 
+-- What changed between two versions or times, per field: a plain value, text spans, a
+-- counter's difference.
+SELECT pylon_crdt_diff('hist_note', 'n1', :'v1'::bytea, pylon_crdt_version('hist_note', 'n1')) AS since_v1;
+SELECT pylon_crdt_diff('hist_note', 'n1', :'t1'::timestamptz, :'t2'::timestamptz)
+     = pylon_crdt_diff('hist_note', 'n1', :'v1'::bytea, pylon_crdt_version('hist_note', 'n1')) AS same_by_time;
+
+-- Restore: a new change that brings the row back, columns included; history is kept.
+SELECT pylon_crdt_version('hist_note', 'n1') AS v2 \gset
+SELECT pylon_crdt_restore('hist_note', 'n1', :'t1'::timestamptz) AS restored;
+SELECT title, body, votes FROM hist_note;
+SELECT count(*) AS changes, (array_agg(role ORDER BY lamport DESC))[1] AS last_by
+  FROM pylon_crdt_history('hist_note', 'n1');
+-- And forward again, to the version before the restore (by version: the restore was made in
+-- the same second as the second write).
+SELECT pylon_crdt_restore('hist_note', 'n1', '{"title":"string","body":"richtext","votes":{"type":"int","crdt":"counter"}}',
+                          :'v2'::bytea) AS restored_again;
+SELECT title, body, votes FROM hist_note;
+-- A restore needs the right to write the row, and an existing row.
+SET ROLE hist_stranger_w;
+SELECT expect_error($$SELECT pylon_crdt_restore('hist_note', 'n1', now())$$);
+RESET ROLE;
+SELECT expect_error($$SELECT pylon_crdt_restore('hist_note', 'nope', now())$$);
+
 -- A version the doc does not hold (ops it lacks): 55000.
 SELECT pylon_crdt_apply_patch('HistOther', 'x', '{"title":"string"}', '{"title":"x"}') IS NOT NULL AS other_written;
 SELECT expect_error(format($$SELECT pylon_crdt_project_at('hist_note', 'n1', %L::bytea)$$,
@@ -59,5 +84,5 @@ SELECT pylon_crdt_project_at('hist_note', 'n1', now()) AS now_still_works;
 
 SELECT pylon_crdt_disable('hist_note');
 DROP TABLE hist_note;
-DROP ROLE hist_writer, hist_stranger;
+DROP ROLE hist_writer, hist_stranger, hist_stranger_w;
 SELECT pylon_crdt_delete('HistOther', 'x');
