@@ -13,6 +13,7 @@ INSERT INTO "Note" (id) VALUES ('n1');
 \echo '== Writer A creates the note (one call: lock, merge, store, materialize):'
 SELECT pylon_crdt_apply_patch('Note', 'n1', :'fields',
   '{"title":"Groceries","body":"milk and eggs","votes":1}') AS projection;
+SELECT pylon_crdt_version('Note', 'n1') AS first_version \gset
 
 \echo '== Writer B is a Loro peer that synced this version; here a second doc stands in for it:'
 SELECT pylon_crdt_apply_update('NotePeer', 'n1', :'fields', pylon_crdt_snapshot('Note', 'n1')) AS peer;
@@ -33,3 +34,8 @@ SELECT pylon_crdt_apply_update('NotePeer', 'n1', :'fields',
 SELECT * FROM "Note";
 SELECT entity, row_id, length(snapshot) AS snapshot_bytes, updated_at IS NOT NULL AS stamped
   FROM _pylon_crdt_snapshots ORDER BY entity;
+
+\echo '== Who changed the note, and when (each change carries its role and transaction):'
+SELECT role, made_at IS NOT NULL AS timed, fields FROM pylon_crdt_history('Note', 'n1');
+\echo '== What changed since writer A created it, per field (text spans, counter difference, values):'
+SELECT pylon_crdt_diff('Note', 'n1', :'first_version', pylon_crdt_version('Note', 'n1')) AS since_created;
