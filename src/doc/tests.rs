@@ -643,7 +643,8 @@ fn diff_and_revert_between_versions() {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(32))]
 
-    /// Restoring an old version, then projecting, gives the old projection, for every kind.
+    /// Restoring an old version, then projecting, gives the old projection, for every kind
+    /// (a tree node deleted since comes back under a new id: Loro's revert creates it anew).
     #[test]
     fn restore_then_project_is_the_old_projection(
         before in proptest::collection::vec(any_patch(), 0..6),
@@ -654,8 +655,29 @@ proptest! {
         let (version, projection) = (doc.oplog_vv(), project(&doc, &fields()).unwrap());
         apply_all(&doc, &after);
         history::revert(&doc, &version).unwrap();
-        prop_assert_eq!(project(&doc, &fields()).unwrap(), projection);
+        prop_assert_eq!(
+            without_tree_ids(project(&doc, &fields()).unwrap()),
+            without_tree_ids(projection)
+        );
     }
+}
+
+/// A projection with its tree nodes' ids left out (their shape and data stay).
+fn without_tree_ids(mut v: Value) -> Value {
+    fn strip(v: &mut Value) {
+        match v {
+            Value::Object(m) => {
+                if m.contains_key("children") {
+                    m.remove("id");
+                }
+                m.values_mut().for_each(strip);
+            }
+            Value::Array(a) => a.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    strip(&mut v);
+    v
 }
 
 /// The stateless functions' errors: bad bytes, an update without its history, a bad version.
