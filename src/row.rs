@@ -314,11 +314,16 @@ pub fn write(row: RowRef<'_>, entity: &Entity, change: Change<'_>) -> Value {
         entity
     };
     let table = entity.table.as_ref();
-    if registered && !row_exists && !matches!(change, Change::Patch(_)) {
+    let needs_row = match change {
+        Change::Patch(_) => None,
+        Change::Import(_) => Some("a peer update"),
+        Change::Restore(_) => Some("a restore"),
+    };
+    if let Some(what) = needs_row.filter(|_| registered && !row_exists) {
         raise(
             PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,
             format!(
-                "pylon_crdt: {row}: no such row in table {}; a peer update or a restore needs an existing row",
+                "pylon_crdt: {row}: no such row in table {}; {what} needs an existing row",
                 table.map_or("", |t| &t.name)
             ),
         );
