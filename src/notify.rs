@@ -206,9 +206,10 @@ pub fn channel(entity: &str) -> String {
 /// Postgres refuses payloads of 8000 bytes or more.
 const PAYLOAD_MAX: usize = 7999;
 
-/// The JSON a listener receives. An update that would not fit is left out (`update_omitted`:
-/// fetch it with `pylon_crdt_update_since`); ids too long to fit even alone are left out too
-/// (`ids_omitted`: read the changes feed).
+/// The JSON a listener receives, under Postgres' payload limit. What would not fit is left
+/// out, in this order: the update (`update_omitted`: fetch it with `pylon_crdt_update_since`),
+/// the version of a doc edited by very many peers (`version_omitted`: `pylon_crdt_version`),
+/// and ids too long to fit even alone (`ids_omitted`: read the changes feed).
 fn payload(key: &Key, e: &Entry) -> String {
     let b64 = |bytes: &Vec<u8>| base64::engine::general_purpose::STANDARD.encode(bytes);
     let mut p = json!({
@@ -224,6 +225,12 @@ fn payload(key: &Key, e: &Entry) -> String {
     if text.len() > PAYLOAD_MAX && e.update.is_some() {
         p["update"] = Value::Null;
         p["update_omitted"] = Value::Bool(true);
+        text = p.to_string();
+    }
+    // A doc edited by many peers has a version vector too large too.
+    if text.len() > PAYLOAD_MAX && e.version.is_some() {
+        p["version"] = Value::Null;
+        p["version_omitted"] = Value::Bool(true);
         text = p.to_string();
     }
     if text.len() > PAYLOAD_MAX {
