@@ -600,18 +600,26 @@ pub fn delete_many(entity: &str, row_ids: &[&str]) {
     if row_ids.is_empty() {
         return;
     }
-    crate::changes::record(entity, row_ids, true);
-    crate::notify::deleted(entity, row_ids);
-    delete_logs(entity, row_ids);
-    let table = &sidecar().table;
-    with_index_probes(|| {
+    let s = sidecar();
+    // The rows that had a doc (a snapshot or log entries): only theirs is a deletion to
+    // record and notify (a row whose doc pylon_crdt_delete removed before has none).
+    let gone = with_index_probes(|| {
         as_owner(|| {
-            run(
-                &format!("DELETE FROM {table} WHERE entity = $1 AND row_id = ANY ($2::text[])"),
+            query_column::<String>(
+                &format!(
+                    "WITH logs AS (DELETE FROM {log} WHERE entity = $1 AND row_id = ANY ($2::text[]) RETURNING row_id),
+                          docs AS (DELETE FROM {table} WHERE entity = $1 AND row_id = ANY ($2::text[]) RETURNING row_id)
+                     SELECT row_id FROM logs UNION SELECT row_id FROM docs",
+                    log = s.log,
+                    table = s.table
+                ),
                 &[entity.into(), row_ids.to_vec().into()],
             )
         })
     });
+    let gone: Vec<&str> = gone.iter().map(String::as_str).collect();
+    crate::changes::record(entity, &gone, true);
+    crate::notify::deleted(entity, &gone);
 }
 
 /// What is stored for many rows of one entity (`batch`): per row that has a doc, its

@@ -544,6 +544,21 @@ fn one_notification_per_committed_row_change_on_every_path() {
     want.sort();
     assert_eq!(deletes, want);
     listener.check_against_store();
+
+    // A row whose doc pylon_crdt_delete removed has nothing left to delete: deleting the row
+    // then notifies nothing more.
+    let before = listener.heard.len();
+    c.batch_execute("INSERT INTO notes VALUES ('z', 'z', '', 1)")
+        .unwrap();
+    c.batch_execute("SELECT pylon_crdt_delete('notes', 'z')")
+        .unwrap();
+    c.batch_execute("DELETE FROM notes WHERE id = 'z'").unwrap();
+    listener.drain();
+    let kinds: Vec<&str> = listener.heard[before..]
+        .iter()
+        .map(|(_, _, k)| k.as_str())
+        .collect();
+    assert_eq!(kinds, ["write", "delete"]);
 }
 
 /// A doc edited by so many peers that its version vector alone passes Postgres' payload limit
