@@ -21,7 +21,7 @@ use crate::doc::{self, migrate};
 use crate::error::{raise, OrRaise, RowRef};
 use crate::materialize::{self, columns_of, EntityTable};
 use crate::search_path::pinned;
-use crate::store::{self, as_owner, query_one};
+use crate::store::query_one;
 use crate::triggers::{check_columns, each_row, owns_table};
 
 /// Changes the fields of an enabled table to `fields` (a full spec, as `pylon_crdt_enable`
@@ -96,18 +96,7 @@ fn alter(relid: pg_sys::Oid, fields: JsonB, renames: &Value) -> i64 {
     }
     check_columns(&entity, &name, relid, &table.id_column, &new);
 
-    let registry = store::extension_table("_pylon_crdt_registry");
-    as_owner(|| {
-        Spi::run_with_args(
-            &format!("UPDATE {registry} SET fields = $2 WHERE relation = $1"),
-            &[relid.into(), fields.into()],
-        )
-    })
-    .expect("updating the registration");
-    // Other backends cache the registration with the table's metadata: they drop it when this
-    // commits. This one drops it now.
-    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(relid) };
-    materialize::invalidate();
+    materialize::update_registration(relid, "fields", fields.into());
 
     if migration.is_empty() {
         return 0;

@@ -79,6 +79,22 @@ pub fn invalidate() {
     crate::changes::forget_table();
 }
 
+/// Sets one column of a table's registration (`column` is one of ours, never user input) and
+/// makes every backend reload it: other backends cache it with the table's metadata and drop
+/// it when this commits; this one drops it now.
+pub fn update_registration(relid: pg_sys::Oid, column: &str, value: pgrx::datum::DatumWithOid<'_>) {
+    let registry = store::extension_table("_pylon_crdt_registry");
+    as_owner(|| {
+        Spi::run_with_args(
+            &format!("UPDATE {registry} SET {column} = $2 WHERE relation = $1"),
+            &[relid.into(), value],
+        )
+    })
+    .expect("updating the registration");
+    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(relid) };
+    invalidate();
+}
+
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn on_relcache(_arg: pg_sys::Datum, _relid: pg_sys::Oid) {
     invalidate();

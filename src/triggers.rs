@@ -249,17 +249,7 @@ pub fn set_notify(entity: &str, enabled: bool) {
             ),
         );
     }
-    let registry = store::extension_table("_pylon_crdt_registry");
-    as_owner(|| {
-        Spi::run_with_args(
-            &format!("UPDATE {registry} SET notify = $2 WHERE entity = $1"),
-            &[entity.into(), enabled.into()],
-        )
-    })
-    .expect("updating the registration");
-    // Other backends cache the registration: they reload it when this commits.
-    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(table.relid) };
-    crate::materialize::invalidate();
+    crate::materialize::update_registration(table.relid, "notify", enabled.into());
 }
 
 /// Whether the current role owns (is a member of the owner of) a relation.
