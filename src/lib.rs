@@ -31,6 +31,9 @@ static ALLOCATOR: alloc::ExtensionAllocator = alloc::ExtensionAllocator;
 
 pgrx::extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
 
+/// `pylon_crdt.mergeable_fields`: see `doc::mergeable_fields_from`.
+pub static MERGEABLE_FIELDS: pgrx::GucSetting<bool> = pgrx::GucSetting::<bool>::new(true);
+
 /// Largest update, snapshot, version or patch a call accepts (`pylon_crdt.max_input_bytes`).
 pub static MAX_INPUT_BYTES: pgrx::GucSetting<i32> = pgrx::GucSetting::<i32>::new(64 << 20);
 
@@ -96,6 +99,15 @@ pub extern "C-unwind" fn _PG_init() {
         GucContext::Suset,
         GucFlags::default(),
     );
+    GucRegistry::define_bool_guc(
+        c"pylon_crdt.mergeable_fields",
+        c"Whether fields a write creates are mergeable Loro containers (on) or regular children (off).",
+        c"Mergeable fields of docs created independently for one row merge; peers on Loro before 1.17 cannot read them.",
+        &MERGEABLE_FIELDS,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    doc::mergeable_fields_from(|| MERGEABLE_FIELDS.get());
     cache::init();
     batch::init();
     notify::init();

@@ -22,7 +22,7 @@ use std::fmt;
 use loro::{ExportMode, LoroDoc, LoroMap, VersionVector};
 
 pub use fields::{parse_fields, BaseType, Field, FieldKind};
-pub use patch::apply_patch;
+pub use patch::{apply_patch, mergeable_fields_from};
 pub use project::project;
 
 /// Name of the root map every field lives in.

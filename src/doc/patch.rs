@@ -137,11 +137,11 @@ fn apply_field(row: &LoroMap, field: &Field, value: &Value) -> Outcome {
             set_lww(row, name, v)
         }
         FieldKind::Text => {
-            let text = child(row, name, LoroText::new())?;
+            let text = child::<LoroText>(row, name)?;
             update_text(&text, value.as_str().expect("shape checked"))
         }
         FieldKind::Counter => {
-            let counter = child(row, name, LoroCounter::new())?;
+            let counter = child::<LoroCounter>(row, name)?;
             let delta = match value {
                 Value::Object(op) => single_op(op)?.1.as_f64().expect("shape checked"),
                 n => n.as_f64().expect("shape checked") - counter.get_value(),
@@ -152,15 +152,15 @@ fn apply_field(row: &LoroMap, field: &Field, value: &Value) -> Outcome {
             Ok(())
         }
         FieldKind::List => {
-            let list = child(row, name, LoroList::new())?;
+            let list = child::<LoroList>(row, name)?;
             apply_list(&ListHandle::Plain(list), value, field.kind)
         }
         FieldKind::MovableList => {
-            let list = child(row, name, LoroMovableList::new())?;
+            let list = child::<LoroMovableList>(row, name)?;
             apply_list(&ListHandle::Movable(list), value, field.kind)
         }
         FieldKind::Tree => {
-            let tree = child(row, name, LoroTree::new())?;
+            let tree = child::<LoroTree>(row, name)?;
             // Sibling order needs fractional indexes; it is a local setting, not stored.
             tree.enable_fractional_index(0);
             for op in tree_ops(value)? {
@@ -209,13 +209,128 @@ fn set_lww(row: &LoroMap, name: &str, value: LoroValue) -> Outcome {
 }
 
 /// The field's container, created (or replacing a value of another kind) when missing.
-fn child<C: ContainerTrait>(row: &LoroMap, name: &str, fresh: C) -> Result<C, String> {
-    if let Some(ValueOrContainer::Container(existing)) = row.get(name) {
-        if let Some(c) = C::try_from_container(existing) {
-            return Ok(c);
+///
+/// New containers are mergeable: Loro derives their id from the parent map, the key and the
+/// kind, so two docs created independently for one row (on two primaries, or by an offline
+/// client that never loaded the server's doc) hold the same container and merge, where
+/// regular children would be two containers under one key and one would silently win.
+/// A regular child that an older doc already holds is kept: every peer that loaded the doc
+/// edits that container, and replacing it would drop their concurrent edits.
+fn child<C: FieldContainer>(row: &LoroMap, name: &str) -> Result<C, String> {
+    match row.get(name) {
+        Some(ValueOrContainer::Container(existing)) => {
+            if let Some(c) = C::try_from_container(existing) {
+                return Ok(c);
+            }
+            row.delete(name).map_err(|e| e.to_string())?;
         }
+        Some(ValueOrContainer::Value(_)) => row.delete(name).map_err(|e| e.to_string())?,
+        None => {}
     }
-    row.insert_container(name, fresh).map_err(|e| e.to_string())
+    if !MERGEABLE_FIELDS.with(|on| on.get())() {
+        return row.insert_container(name, C::new_detached()).map_err(|e| e.to_string());
+    }
+    let c = C::ensure_mergeable(row, name).map_err(|e| e.to_string())?;
+    // Loro keeps a mergeable child's state while its key is cleared and shows it again when
+    // the key is set; a field set to null starts over, as it did with a fresh child.
+    c.clear_field()?;
+    Ok(c)
+}
+
+thread_local! {
+    static MERGEABLE_FIELDS: std::cell::Cell<fn() -> bool> = const { std::cell::Cell::new(|| true) };
+}
+
+/// Where new fields learn whether to be mergeable (the SQL layer passes its setting,
+/// `pylon_crdt.mergeable_fields`): peers on Loro before 1.17 cannot read mergeable children
+/// and see the field as a binary value, so a deployment with such peers turns it off.
+pub fn mergeable_fields_from(setting: fn() -> bool) {
+    MERGEABLE_FIELDS.with(|source| source.set(setting));
+}
+
+/// The container kinds a field can have, with their mergeable constructor.
+trait FieldContainer: ContainerTrait + Sized {
+    fn new_detached() -> Self;
+    fn ensure_mergeable(row: &LoroMap, name: &str) -> loro::LoroResult<Self>;
+    /// Empties the container; records nothing when it is empty already.
+    fn clear_field(&self) -> Outcome;
+}
+
+impl FieldContainer for LoroText {
+    fn new_detached() -> Self {
+        LoroText::new()
+    }
+    fn ensure_mergeable(row: &LoroMap, name: &str) -> loro::LoroResult<Self> {
+        row.ensure_mergeable_text(name)
+    }
+    fn clear_field(&self) -> Outcome {
+        let len = self.len_unicode();
+        if len == 0 {
+            return Ok(());
+        }
+        self.delete(0, len).map_err(|e| e.to_string())
+    }
+}
+
+impl FieldContainer for LoroCounter {
+    fn new_detached() -> Self {
+        LoroCounter::new()
+    }
+    fn ensure_mergeable(row: &LoroMap, name: &str) -> loro::LoroResult<Self> {
+        row.ensure_mergeable_counter(name)
+    }
+    fn clear_field(&self) -> Outcome {
+        let value = self.get_value();
+        if value == 0.0 {
+            return Ok(());
+        }
+        self.decrement(value).map_err(|e| e.to_string())
+    }
+}
+
+impl FieldContainer for LoroList {
+    fn new_detached() -> Self {
+        LoroList::new()
+    }
+    fn ensure_mergeable(row: &LoroMap, name: &str) -> loro::LoroResult<Self> {
+        row.ensure_mergeable_list(name)
+    }
+    fn clear_field(&self) -> Outcome {
+        if self.is_empty() {
+            return Ok(());
+        }
+        self.clear().map_err(|e| e.to_string())
+    }
+}
+
+impl FieldContainer for LoroMovableList {
+    fn new_detached() -> Self {
+        LoroMovableList::new()
+    }
+    fn ensure_mergeable(row: &LoroMap, name: &str) -> loro::LoroResult<Self> {
+        row.ensure_mergeable_movable_list(name)
+    }
+    fn clear_field(&self) -> Outcome {
+        if self.is_empty() {
+            return Ok(());
+        }
+        self.clear().map_err(|e| e.to_string())
+    }
+}
+
+impl FieldContainer for LoroTree {
+    fn new_detached() -> Self {
+        LoroTree::new()
+    }
+    fn ensure_mergeable(row: &LoroMap, name: &str) -> loro::LoroResult<Self> {
+        row.ensure_mergeable_tree(name)
+    }
+    fn clear_field(&self) -> Outcome {
+        for node in self.roots() {
+            self.delete(node).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
 }
 
 // ---- lists ----

@@ -1,6 +1,6 @@
 //! Unit and property tests of the pure core: no Postgres, just Loro docs.
 
-use loro::{ExportMode, LoroDoc, VersionVector};
+use loro::{ContainerTrait, ExportMode, LoroDoc, ValueOrContainer, VersionVector};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
@@ -1171,4 +1171,117 @@ fn old_schema_writes_are_adopted_by_the_next_write() {
         &root(&server).get("tags").unwrap(),
         FieldKind::MovableList
     ));
+}
+
+/// Two docs created for one row without ever seeing each other (two primaries, an offline
+/// client) merge field by field: both sides' containers are the same mergeable container.
+#[test]
+fn independently_created_docs_merge_every_kind() {
+    let a = load(None).unwrap();
+    let b = load(None).unwrap();
+    patched(
+        &a,
+        json!({"title": "A", "body": "hello from A", "votes": {"increment": 5},
+               "tags": ["a1", "a2"], "order": ["x"],
+               "outline": {"create": {"parent": null, "data": {"from": "A"}}}}),
+    );
+    patched(
+        &b,
+        json!({"title": "B", "body": "hello from B", "votes": {"increment": 3},
+               "tags": ["b1"], "order": ["y"],
+               "outline": {"create": {"parent": null, "data": {"from": "B"}}}}),
+    );
+    exchange(&a, &b);
+    let merged = project(&a, &fields()).unwrap();
+    assert_eq!(merged, project(&b, &fields()).unwrap());
+    assert_eq!(merged["votes"], json!(8));
+    let body = merged["body"].as_str().unwrap();
+    assert!(
+        body.contains("hello from A") && body.contains("hello from B"),
+        "{body}"
+    );
+    let mut tags: Vec<_> = merged["tags"].as_array().unwrap().iter().collect();
+    tags.sort_by_key(|v| v.to_string());
+    assert_eq!(tags, [&json!("a1"), &json!("a2"), &json!("b1")]);
+    let order = merged["order"].as_array().unwrap();
+    assert!(order.contains(&json!("x")) && order.contains(&json!("y")), "{order:?}");
+    let mut from: Vec<_> = merged["outline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|node| node["data"]["from"].clone())
+        .collect();
+    from.sort_by_key(|v| v.to_string());
+    assert_eq!(from, [json!("A"), json!("B")]);
+    assert!(merged["title"] == json!("A") || merged["title"] == json!("B"));
+    // And they keep merging: concurrent increments on both sides add up.
+    patched(&a, json!({"votes": {"increment": 1}}));
+    patched(&b, json!({"votes": {"increment": 1}}));
+    exchange(&a, &b);
+    assert_eq!(project(&b, &fields()).unwrap()["votes"], json!(10));
+}
+
+/// Loro keeps a mergeable child's state while its key is cleared; a field set to null still
+/// starts over when it is written again.
+#[test]
+fn a_field_cleared_to_null_starts_over() {
+    let doc = load(None).unwrap();
+    patched(
+        &doc,
+        json!({"body": "old", "votes": 5, "tags": ["a"], "order": ["m"],
+               "outline": {"create": {"parent": null, "data": {"k": 1}}}}),
+    );
+    let cleared = patched(
+        &doc,
+        json!({"body": null, "votes": null, "tags": null, "order": null, "outline": null}),
+    );
+    for name in ["body", "votes", "tags", "order", "outline"] {
+        assert_eq!(cleared[name], Value::Null, "{name}");
+    }
+    let got = patched(
+        &doc,
+        json!({"votes": {"increment": 2}, "tags": {"push": "b"}, "order": {"push": "n"},
+               "outline": {"create": {"parent": null, "data": {"k": 2}}}}),
+    );
+    assert_eq!(got["votes"], json!(2));
+    assert_eq!(got["tags"], json!(["b"]));
+    assert_eq!(got["order"], json!(["n"]));
+    assert_eq!(got["outline"].as_array().unwrap().len(), 1);
+    assert_eq!(got["outline"][0]["data"], json!({"k": 2}));
+    assert_eq!(patched(&doc, json!({"body": "new"}))["body"], json!("new"));
+}
+
+/// A doc written before mergeable containers (by an older pylon_crdt, the pylon runtime or a
+/// Loro client) keeps its regular children: edits go to the container its peers share.
+#[test]
+fn regular_children_of_older_docs_are_kept_and_merge() {
+    let old = LoroDoc::new();
+    let row = old.get_map(ROOT_MAP);
+    let text = row.insert_container("body", loro::LoroText::new()).unwrap();
+    text.insert(0, "shared").unwrap();
+    let counter = row
+        .insert_container("votes", loro::LoroCounter::new())
+        .unwrap();
+    counter.increment(4.0).unwrap();
+    old.commit();
+    let ours = fork(&old);
+    let peer = fork(&old);
+    let before = ours.get_map(ROOT_MAP).get("body");
+    patched(&ours, json!({"body": "shared text", "votes": {"increment": 1}}));
+    let after = ours.get_map(ROOT_MAP).get("body");
+    let id = |v: Option<ValueOrContainer>| match v {
+        Some(ValueOrContainer::Container(c)) => c.id(),
+        other => panic!("not a container: {other:?}"),
+    };
+    assert_eq!(id(before), id(after));
+    let peer_text = match peer.get_map(ROOT_MAP).get("body") {
+        Some(ValueOrContainer::Container(loro::Container::Text(t))) => t,
+        other => panic!("{other:?}"),
+    };
+    peer_text.insert(0, ">> ").unwrap();
+    peer.commit();
+    exchange(&ours, &peer);
+    let merged = project(&ours, &fields()).unwrap();
+    assert_eq!(merged["body"], json!(">> shared text"));
+    assert_eq!(merged["votes"], json!(5));
 }

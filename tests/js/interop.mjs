@@ -2,6 +2,8 @@
 // as hex on stdout and in argv.
 //   node interop.mjs make                     two JS peers' blobs, and what they merge to
 //   node interop.mjs read <snapshot hex>      a doc the extension stored, as JS reads it
+//   node interop.mjs edit <snapshot hex>      a JS peer's edit of a stored doc, as an update
+//   node interop.mjs fresh                    a doc a JS client made for a row on its own
 import { LoroCounter, LoroDoc, LoroText } from "loro-crdt";
 
 const hex = (bytes) => Buffer.from(bytes).toString("hex");
@@ -50,7 +52,32 @@ function read(snapshotHex) {
   console.log(JSON.stringify({ row: doc.toJSON().row, changes: messages }));
 }
 
+// A JS peer edits the fields of a doc the extension created (mergeable containers): it finds
+// them under their keys like any child container.
+function edit(snapshotHex) {
+  const doc = new LoroDoc();
+  doc.import(unhex(snapshotHex));
+  const seen = doc.oplogVersion();
+  const row = doc.getMap("row");
+  row.get("body").insert(0, "js: ");
+  row.get("votes").increment(1);
+  doc.commit({ message: "js edit" });
+  console.log(JSON.stringify({ update: hex(doc.export({ mode: "update", from: seen })), row: doc.toJSON().row }));
+}
+
+// A client that never loaded the server's doc creates the row's fields itself, mergeable.
+function fresh() {
+  const doc = new LoroDoc();
+  const row = doc.getMap("row");
+  row.ensureMergeableText("body").insert(0, "from a js client");
+  row.ensureMergeableCounter("votes").increment(7);
+  doc.commit({ message: "js fresh" });
+  console.log(hex(doc.export({ mode: "snapshot" })));
+}
+
 const [mode, arg] = process.argv.slice(2);
 if (mode === "make") make();
 else if (mode === "read") read(arg);
-else throw new Error(`usage: node interop.mjs make | read <snapshot hex>`);
+else if (mode === "edit") edit(arg);
+else if (mode === "fresh") fresh();
+else throw new Error(`usage: node interop.mjs make | read <snapshot hex> | edit <snapshot hex> | fresh`);

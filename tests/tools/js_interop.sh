@@ -49,5 +49,17 @@ check "and sees the extension's change, the last, with its author and time" "pos
           FROM jsonb_array_elements(:'read'::jsonb->'changes') c
          WHERE c->>'message' LIKE '{%';" -v read="$read")"
 
+# Docs the extension creates now hold mergeable fields (issue 17): a JS peer edits them, and
+# a doc a JS client made for the same row on its own merges with the stored one.
+q "SELECT pylon_crdt_apply_patch('JsNote', 'm1', :'fields', '{\"body\":\"from sql\",\"votes\":{\"increment\":5}}');" >/dev/null
+edited=$(node "$js/interop.mjs" edit "$(q "SELECT encode(pylon_crdt_snapshot('JsNote', 'm1'), 'hex');")")
+check "a JS peer's edit of a doc with mergeable fields, applied, projects as the JS peer sees it" "js: from sql|6|t" \
+  "$(q "SELECT p->>'body', p->>'votes', p - 'title' = (:'edited'::jsonb->'row')
+          FROM pylon_crdt_apply_update('JsNote', 'm1', :'fields', decode(:'edited'::jsonb->>'update', 'hex')) p;" -v edited="$edited")"
+fresh=$(node "$js/interop.mjs" fresh)
+check "a doc a JS client created for the row on its own merges: counters add, both texts stay" "13|t|t" \
+  "$(q "SELECT p->>'votes', p->>'body' LIKE '%js: from sql%', p->>'body' LIKE '%from a js client%'
+          FROM pylon_crdt_apply_update('JsNote', 'm1', :'fields', decode(:'fresh', 'hex')) p;" -v fresh="$fresh")"
+
 psql "$BASE/postgres" -X -q -c "DROP DATABASE js_interop WITH (FORCE)"
 finish
