@@ -195,3 +195,19 @@ CREATE FUNCTION "pylon_crdt_restore"(
 STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'pylon_crdt_restore_version_fields_wrapper';
+
+-- Issue 17: active-active over logical replication. Replicated changes to the doc tables
+-- merge into the local docs; ENABLE REPLICA: the trigger fires in apply workers only.
+CREATE FUNCTION "_pylon_crdt_merge_replicated"()
+	RETURNS TRIGGER
+	LANGUAGE c
+	AS 'MODULE_PATHNAME', '_pylon_crdt_merge_replicated_wrapper';
+
+CREATE TRIGGER _pylon_crdt_merge_replicated
+    BEFORE INSERT OR UPDATE OR DELETE ON @extschema@._pylon_crdt_snapshots
+    FOR EACH ROW EXECUTE FUNCTION @extschema@._pylon_crdt_merge_replicated('snapshot');
+ALTER TABLE @extschema@._pylon_crdt_snapshots ENABLE REPLICA TRIGGER _pylon_crdt_merge_replicated;
+CREATE TRIGGER _pylon_crdt_merge_replicated
+    BEFORE INSERT OR UPDATE OR DELETE ON @extschema@._pylon_crdt_updates
+    FOR EACH ROW EXECUTE FUNCTION @extschema@._pylon_crdt_merge_replicated('update');
+ALTER TABLE @extschema@._pylon_crdt_updates ENABLE REPLICA TRIGGER _pylon_crdt_merge_replicated;

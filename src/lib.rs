@@ -18,6 +18,7 @@ mod history;
 mod lookup;
 mod materialize;
 mod notify;
+mod replication;
 mod row;
 mod search_path;
 mod store;

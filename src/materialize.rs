@@ -348,6 +348,17 @@ impl EntityTable {
         .unwrap_or(false)
     }
 
+    /// Deletes the row (its doc went on another node; see `replication`).
+    pub fn delete_row(&self, row: RowRef<'_>) {
+        let query = format!(
+            "DELETE FROM {rel} AS t WHERE {by_id}",
+            rel = self.name,
+            by_id = self.by_id(row, 1)
+        );
+        let _guard = ExtensionWrite::begin(self.relid, row.row_id);
+        store::run(&query, &[row.row_id.into()]);
+    }
+
     /// Inserts the row with the projected values (a patch for a missing row of a registered
     /// entity). Constraint violations surface as their usual errors.
     pub fn insert_row(&self, row: RowRef<'_>, projection: &Value) {
