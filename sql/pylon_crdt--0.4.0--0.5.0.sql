@@ -196,18 +196,27 @@ STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'pylon_crdt_restore_version_fields_wrapper';
 
--- Issue 17: active-active over logical replication. Replicated changes to the doc tables
--- merge into the local docs; ENABLE REPLICA: the trigger fires in apply workers only.
+-- Issue 17: active-active over logical replication (README, "Active-active"): a node's doc
+-- changes go through the outbox to its subscribers, where the replica trigger merges them.
 CREATE FUNCTION "_pylon_crdt_merge_replicated"()
 	RETURNS TRIGGER
 	LANGUAGE c
 	AS 'MODULE_PATHNAME', '_pylon_crdt_merge_replicated_wrapper';
 
+CREATE TABLE @extschema@._pylon_crdt_outbox (
+    entity pg_catalog.text  NOT NULL,
+    row_id pg_catalog.text,
+    update pg_catalog.bytea
+);
+REVOKE ALL ON @extschema@._pylon_crdt_outbox FROM PUBLIC;
 CREATE TRIGGER _pylon_crdt_merge_replicated
-    BEFORE INSERT OR UPDATE OR DELETE ON @extschema@._pylon_crdt_snapshots
-    FOR EACH ROW EXECUTE FUNCTION @extschema@._pylon_crdt_merge_replicated('snapshot');
-ALTER TABLE @extschema@._pylon_crdt_snapshots ENABLE REPLICA TRIGGER _pylon_crdt_merge_replicated;
-CREATE TRIGGER _pylon_crdt_merge_replicated
-    BEFORE INSERT OR UPDATE OR DELETE ON @extschema@._pylon_crdt_updates
-    FOR EACH ROW EXECUTE FUNCTION @extschema@._pylon_crdt_merge_replicated('update');
-ALTER TABLE @extschema@._pylon_crdt_updates ENABLE REPLICA TRIGGER _pylon_crdt_merge_replicated;
+    BEFORE INSERT ON @extschema@._pylon_crdt_outbox
+    FOR EACH ROW EXECUTE FUNCTION @extschema@._pylon_crdt_merge_replicated();
+ALTER TABLE @extschema@._pylon_crdt_outbox ENABLE REPLICA TRIGGER _pylon_crdt_merge_replicated;
+
+CREATE FUNCTION "pylon_crdt_resend"(
+	"entity" TEXT DEFAULT NULL /* core::option::Option<&str> */
+) RETURNS bigint /* i64 */
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'pylon_crdt_resend_wrapper';

@@ -108,6 +108,15 @@ pub extern "C-unwind" fn _PG_init() {
         GucContext::Userset,
         GucFlags::default(),
     );
+    GucRegistry::define_bool_guc(
+        c"pylon_crdt.replicate",
+        c"Whether this node sends its doc changes to the nodes that subscribe to it (active-active).",
+        c"Set it for the database on every node of an active-active setup; see the README, Active-active.",
+        &replication::REPLICATE,
+        // A session that turned it off would keep its writes from the other nodes.
+        GucContext::Suset,
+        GucFlags::default(),
+    );
     doc::mergeable_fields_from(|| MERGEABLE_FIELDS.get());
     cache::init();
     batch::init();

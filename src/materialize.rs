@@ -359,6 +359,12 @@ impl EntityTable {
         store::run(&query, &[row.row_id.into()]);
     }
 
+    /// Deletes every row (every doc of the entity went on another node; see `replication`).
+    pub fn delete_all_rows(&self) {
+        let _guard = ExtensionWrite::begin(self.relid, "");
+        store::run(&format!("DELETE FROM {}", self.name), &[]);
+    }
+
     /// Inserts the row with the projected values (a patch for a missing row of a registered
     /// entity). Constraint violations surface as their usual errors.
     pub fn insert_row(&self, row: RowRef<'_>, projection: &Value) {

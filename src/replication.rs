@@ -1,82 +1,195 @@
 //! Active-active over Postgres' own logical replication (issue 17; README, "Active-active").
 //!
-//! Nodes publish the doc tables (`_pylon_crdt_snapshots` and the update log) and subscribe to
-//! each other. The apply worker's writes to those tables pass through
-//! `_pylon_crdt_merge_replicated`, a row trigger that is enabled for replica sessions only
-//! (`ENABLE REPLICA`: it fires in apply workers, never for local writes). It takes the
-//! incoming bytes (a peer node's snapshot, or one of its log entries) as a peer update of the
-//! local doc, through the same path as `pylon_crdt_apply_update`: the row's lock, the merge,
-//! the store, the entity table's columns (the row is created when missing), notifications and
-//! the changes feed. Then it drops the apply worker's own write, which would have overwritten
-//! the local doc (or, for an INSERT of a row the node has too, stopped the worker with a
-//! unique violation). An incoming doc that adds nothing to the local one writes nothing, so
-//! on Postgres 15, whose subscriptions cannot filter by origin, an echo dies after one round.
+//! With `pylon_crdt.replicate` on, every committed change to a doc also goes into
+//! `_pylon_crdt_outbox`: the Loro update of a write (or, from statements over many rows, the
+//! new snapshot), or a deletion. The row is deleted again at once, in the same transaction, so
+//! the table stays empty; logical decoding reads the INSERT from the WAL all the same. Nodes
+//! publish the outbox (INSERTs only) and subscribe to each other.
 //!
-//! A replicated DELETE of a doc deletes the local doc and its entity row; a peer deleting its
-//! own log entries (compaction) is ignored, since every node keeps its own log.
+//! On the receiving node the apply worker's INSERT passes through `_pylon_crdt_merge_replicated`,
+//! a row trigger enabled for replica sessions only (`ENABLE REPLICA`: it fires in apply
+//! workers, never for local writes). It takes the update as a peer update of the local doc,
+//! through the same path as `pylon_crdt_apply_update` (the row's lock, the merge, the store,
+//! the entity table's columns, creating the row when it is missing, notifications and the
+//! changes feed) and drops the INSERT itself.
+//!
+//! Why an outbox rather than replicating `_pylon_crdt_snapshots` itself: an apply worker
+//! updating a sidecar row holds that tuple's lock before any trigger runs, while every local
+//! writer takes the entity row first and the sidecar tuple second, so the two would deadlock
+//! and stop the worker; an INSERT into the outbox holds no lock on anything a writer takes.
+//! It also sends each write's delta, not the whole doc. And nothing loops: a merge of a
+//! replicated change writes no outbox row, so a change crosses each subscription once, on
+//! Postgres 15 (which cannot filter by origin) as on 16 and later.
 
 use std::cell::Cell;
 
+use loro::{LoroDoc, VersionVector};
 use pgrx::prelude::*;
 use pgrx::{PgTrigger, PgTriggerError, WhoAllocated};
 
 use crate::doc;
-use crate::error::RowRef;
+use crate::error::{raise, OrRaise, RowRef};
 use crate::materialize::{check_access, Access, EntityTable};
 use crate::notify;
 use crate::row::{self, Entity, Save};
-use crate::store;
+use crate::store::{self, as_owner, query_column, run};
+
+/// `pylon_crdt.replicate`: whether this node sends its doc changes to its subscribers.
+pub static REPLICATE: pgrx::GucSetting<bool> = pgrx::GucSetting::<bool>::new(false);
 
 thread_local! {
-    /// Set while this backend stores a merge it made for a replicated change: the trigger
-    /// then lets the extension's own writes to the doc tables through.
+    /// Set while this backend stores a replicated change: the change is not sent on again.
     static MERGING: Cell<bool> = const { Cell::new(false) };
 }
 
-/// The doc tables' replica trigger. Its argument names the table's bytes column: `snapshot`
-/// (`_pylon_crdt_snapshots`) or `update` (`_pylon_crdt_updates`).
+/// Whether a change made now is sent to subscribers.
+fn sends() -> bool {
+    REPLICATE.get() && !MERGING.with(Cell::get)
+}
+
+/// Puts outbox rows (entity, row id or NULL for all, update or NULL for a deletion) into the
+/// WAL, and removes them again.
+fn send(entity: &str, row_ids: Vec<Option<&str>>, updates: Vec<Option<&[u8]>>) {
+    if row_ids.is_empty() {
+        return;
+    }
+    let outbox = store::extension_table("_pylon_crdt_outbox");
+    as_owner(|| {
+        let written = query_column::<String>(
+            &format!(
+                "INSERT INTO {outbox} (entity, row_id, update)
+                 SELECT $1, r.row_id, r.update
+                   FROM ROWS FROM (pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::bytea[])) AS r (row_id, update)
+                 RETURNING ctid::text"
+            ),
+            &[entity.into(), row_ids.into(), updates.into()],
+        );
+        run(
+            &format!("DELETE FROM {outbox} WHERE ctid = ANY ($1::text[]::tid[])"),
+            &[written.into()],
+        );
+    });
+}
+
+/// A write's change to a row's doc: its update since `before`.
+pub fn wrote(row: RowRef<'_>, doc: &LoroDoc, before: &VersionVector) {
+    if !sends() {
+        return;
+    }
+    let update = doc::guarded(|| doc::updates_since(doc, before)).or_raise(row);
+    send(row.entity, vec![Some(row.row_id)], vec![Some(&update)]);
+}
+
+/// A statement's new snapshots of many rows.
+pub fn wrote_many(entity: &str, rows: &[(&str, &[u8])]) {
+    if !sends() {
+        return;
+    }
+    send(
+        entity,
+        rows.iter().map(|(id, _)| Some(*id)).collect(),
+        rows.iter().map(|(_, s)| Some(*s)).collect(),
+    );
+}
+
+/// Docs that were deleted.
+pub fn deleted(entity: &str, row_ids: &[&str]) {
+    if !sends() {
+        return;
+    }
+    send(
+        entity,
+        row_ids.iter().map(|id| Some(*id)).collect(),
+        vec![None; row_ids.len()],
+    );
+}
+
+/// Every doc of an entity was deleted (TRUNCATE of its table).
+pub fn deleted_entity(entity: &str) {
+    if sends() {
+        send(entity, vec![None], vec![None]);
+    }
+}
+
+/// Sends every stored doc (of `entity`, or of all), so that a node subscribing after docs
+/// were written gets them; merging makes a doc sent twice harmless.
+#[pg_extern(volatile, parallel_unsafe)]
+fn pylon_crdt_resend(entity: default!(Option<&str>, "NULL")) -> i64 {
+    crate::error::check_writable("pylon_crdt_resend");
+    if !unsafe { pg_sys::superuser() } {
+        raise(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            "pylon_crdt: only a superuser may resend every doc".into(),
+        );
+    }
+    if !REPLICATE.get() {
+        raise(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "pylon_crdt: pylon_crdt.replicate is off on this node, so nothing would be sent".into(),
+        );
+    }
+    crate::search_path::pinned(|| {
+        crate::batch::flush();
+        let s = store::sidecar();
+        let outbox = store::extension_table("_pylon_crdt_outbox");
+        // Snapshots first, then log entries in order: each applies on top of what came before.
+        as_owner(|| {
+            let written = query_column::<String>(
+                &format!(
+                    "INSERT INTO {outbox} (entity, row_id, update)
+                     SELECT entity, row_id, bytes FROM (
+                         SELECT entity, row_id, snapshot AS bytes, 0 AS part, 0::int8 AS seq FROM {table}
+                          WHERE $1::text IS NULL OR entity = $1
+                         UNION ALL
+                         SELECT entity, row_id, update, 1, seq FROM {log}
+                          WHERE $1::text IS NULL OR entity = $1) AS d
+                     ORDER BY part, seq
+                     RETURNING ctid::text",
+                    table = s.table,
+                    log = s.log
+                ),
+                &[entity.into()],
+            );
+            run(
+                &format!("DELETE FROM {outbox} WHERE ctid = ANY ($1::text[]::tid[])"),
+                &[written.clone().into()],
+            );
+            written.len() as i64
+        })
+    })
+}
+
+/// The outbox's replica trigger: a peer node's change, merged into this node's doc.
 #[pg_trigger]
 fn _pylon_crdt_merge_replicated<'a>(
     trigger: &'a PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, impl WhoAllocated>>, PgTriggerError> {
-    let passes = |op: PgTriggerOperation| match op {
-        PgTriggerOperation::Delete => trigger.old().map(|t| t.into_owned()),
-        _ => trigger.new().map(|t| t.into_owned()),
-    };
-    let op = trigger.op()?;
-    if MERGING.with(Cell::get) {
-        return Ok(passes(op));
-    }
-    let column = trigger.extra_args()?.into_iter().next().unwrap_or_default();
-    let log = column == "update";
-    let tuple = match op {
-        PgTriggerOperation::Delete => trigger.old(),
-        _ => trigger.new(),
-    }
-    .expect("a row trigger has its row");
-    let text = |name: &str| -> String { tuple.get_by_name(name).ok().flatten().unwrap_or_default() };
-    let entity = text("entity");
-    let row_id = text("row_id");
-    let row = RowRef {
-        entity: &entity,
-        row_id: &row_id,
-    };
-    crate::search_path::pinned(|| match op {
-        PgTriggerOperation::Insert | PgTriggerOperation::Update => {
-            let bytes: Option<&[u8]> = tuple.get_by_name(&column).ok().flatten();
-            merge_in(row, bytes.unwrap_or_default());
-            Ok(None)
+    let new = trigger.new().expect("an INSERT row trigger has NEW");
+    let entity: String = new.get_by_name("entity").ok().flatten().unwrap_or_default();
+    let row_id: Option<String> = new.get_by_name("row_id").ok().flatten();
+    let update: Option<&[u8]> = new.get_by_name("update").ok().flatten();
+    crate::search_path::pinned(|| {
+        let _merging = Merging::begin();
+        match (row_id, update) {
+            (Some(row_id), Some(update)) => merge_in(
+                RowRef {
+                    entity: &entity,
+                    row_id: &row_id,
+                },
+                update,
+            ),
+            (Some(row_id), None) => delete(RowRef {
+                entity: &entity,
+                row_id: &row_id,
+            }),
+            (None, _) => delete_entity(&entity),
         }
-        PgTriggerOperation::Delete if log => Ok(None),
-        PgTriggerOperation::Delete => {
-            delete(row);
-            Ok(None)
-        }
-        PgTriggerOperation::Truncate => Ok(passes(op)),
-    })
+    });
+    // The change is merged and stored; the outbox row itself is not kept.
+    Ok(None::<PgHeapTuple<'a, pgrx::AllocatedByRust>>)
 }
 
-/// Sets `MERGING` for the extension's own writes, and clears it however the scope ends.
+/// Sets `MERGING`, and clears it however the scope ends.
 struct Merging;
 
 impl Merging {
@@ -92,10 +205,9 @@ impl Drop for Merging {
     }
 }
 
-/// Merges a peer node's bytes into the local doc, as `pylon_crdt_apply_update` would, and
+/// Merges a peer node's update into the local doc, as `pylon_crdt_apply_update` would, and
 /// materializes the result; a registered entity's missing row is created.
-fn merge_in(row: RowRef<'_>, bytes: &[u8]) {
-    let _merging = Merging::begin();
+fn merge_in(row: RowRef<'_>, update: &[u8]) {
     let entity = match EntityTable::registered(row.entity) {
         Some(_) => Entity::registered(row),
         // Without a registration the node knows no fields: the doc merges, nothing projects.
@@ -113,7 +225,7 @@ fn merge_in(row: RowRef<'_>, bytes: &[u8]) {
         row,
         &entity.fields,
         seed,
-        |d| doc::import(d, bytes),
+        |d| doc::import(d, update),
         Save::Now,
         notify::Kind::Update,
     );
@@ -128,7 +240,6 @@ fn merge_in(row: RowRef<'_>, bytes: &[u8]) {
 
 /// A peer node deleted the doc: so does this node, with its entity row.
 fn delete(row: RowRef<'_>) {
-    let _merging = Merging::begin();
     let table = EntityTable::registered(row.entity);
     check_access(row, table.as_ref(), Access::Write);
     let row_exists = row::lock(row, table.as_ref());
@@ -138,19 +249,31 @@ fn delete(row: RowRef<'_>) {
     }
 }
 
+/// A peer node deleted every doc of the entity (TRUNCATE): so does this node, with the rows.
+fn delete_entity(entity: &str) {
+    store::delete_entity(entity);
+    if let Some(table) = EntityTable::registered(entity) {
+        table.delete_all_rows();
+    }
+}
+
 pgrx::extension_sql!(
     r#"
--- Active-active (issue 17): replicated changes to the doc tables merge into the local docs.
+-- Active-active (issue 17): a node's doc changes, for its subscribers (see the README,
+-- "Active-active"). Rows are deleted in the transaction that inserts them; logical decoding
+-- reads the INSERTs from the WAL. Publish it WITH (publish = 'insert').
+CREATE TABLE @extschema@._pylon_crdt_outbox (
+    entity pg_catalog.text  NOT NULL,
+    row_id pg_catalog.text,
+    update pg_catalog.bytea
+);
+REVOKE ALL ON @extschema@._pylon_crdt_outbox FROM PUBLIC;
 -- ENABLE REPLICA: the trigger fires in logical replication apply workers only.
 CREATE TRIGGER _pylon_crdt_merge_replicated
-    BEFORE INSERT OR UPDATE OR DELETE ON @extschema@._pylon_crdt_snapshots
-    FOR EACH ROW EXECUTE FUNCTION @extschema@._pylon_crdt_merge_replicated('snapshot');
-ALTER TABLE @extschema@._pylon_crdt_snapshots ENABLE REPLICA TRIGGER _pylon_crdt_merge_replicated;
-CREATE TRIGGER _pylon_crdt_merge_replicated
-    BEFORE INSERT OR UPDATE OR DELETE ON @extschema@._pylon_crdt_updates
-    FOR EACH ROW EXECUTE FUNCTION @extschema@._pylon_crdt_merge_replicated('update');
-ALTER TABLE @extschema@._pylon_crdt_updates ENABLE REPLICA TRIGGER _pylon_crdt_merge_replicated;
+    BEFORE INSERT ON @extschema@._pylon_crdt_outbox
+    FOR EACH ROW EXECUTE FUNCTION @extschema@._pylon_crdt_merge_replicated();
+ALTER TABLE @extschema@._pylon_crdt_outbox ENABLE REPLICA TRIGGER _pylon_crdt_merge_replicated;
 "#,
-    name = "merge_replicated_triggers",
+    name = "replication_outbox",
     requires = [_pylon_crdt_merge_replicated]
 );

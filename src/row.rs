@@ -191,7 +191,9 @@ pub fn merge(
         let stamp = if unchanged {
             stamp
         } else {
-            persist(row, &doc, &before, stamp, storage, exists)
+            let stamp = persist(row, &doc, &before, stamp, storage, exists);
+            crate::replication::wrote(row, &doc, &before);
+            stamp
         };
         cache::put(row.entity, row.row_id, doc.into_inner(), stamp);
     }

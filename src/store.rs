@@ -470,6 +470,7 @@ pub fn delete(row: RowRef<'_>) -> bool {
     if stored || logged {
         crate::changes::record(row.entity, &[row.row_id], true);
         crate::notify::deleted(row.entity, &[row.row_id]);
+        crate::replication::deleted(row.entity, &[row.row_id]);
     }
     stored
 }
@@ -477,6 +478,7 @@ pub fn delete(row: RowRef<'_>) -> bool {
 /// Removes every doc of an entity (TRUNCATE of its table, or disable with drop_docs).
 pub fn delete_entity(entity: &str) {
     crate::batch::flush();
+    crate::replication::deleted_entity(entity);
     let s = sidecar();
     let (feed, listeners) = (
         crate::changes::publishes(entity),
@@ -539,6 +541,7 @@ pub fn save_many(entity: &str, rows: &[(&str, &[u8])]) -> Vec<(String, Stamp)> {
          RETURNING s.row_id, s.xmin::text || ':' || s.ctid::text, pg_catalog.length(s.snapshot)",
         sidecar().table
     );
+    crate::replication::wrote_many(entity, rows);
     let ids: Vec<&str> = rows.iter().map(|(id, _)| *id).collect();
     let snapshots: Vec<&[u8]> = rows.iter().map(|(_, s)| *s).collect();
     with_index_probes(|| {
@@ -585,6 +588,12 @@ pub fn update_many(entity: &str, rows: &[(&str, &[u8])]) {
     })
     .into_iter()
     .collect();
+    let sent: Vec<(&str, &[u8])> = rows
+        .iter()
+        .filter(|(id, _)| updated.contains(*id))
+        .copied()
+        .collect();
+    crate::replication::wrote_many(entity, &sent);
     if updated.len() < rows.len() {
         let missing: Vec<(&str, &[u8])> = rows
             .iter()
@@ -620,6 +629,7 @@ pub fn delete_many(entity: &str, row_ids: &[&str]) {
     let gone: Vec<&str> = gone.iter().map(String::as_str).collect();
     crate::changes::record(entity, &gone, true);
     crate::notify::deleted(entity, &gone);
+    crate::replication::deleted(entity, &gone);
 }
 
 /// What is stored for many rows of one entity (`batch`): per row that has a doc, its
