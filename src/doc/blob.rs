@@ -15,7 +15,15 @@ use super::{
 /// an `OwnedDoc`, leaked if Loro panicked.
 pub fn load(blobs: &[&[u8]]) -> Result<OwnedDoc, DocError> {
     let doc = OwnedDoc::new(LoroDoc::new());
-    let owned: Vec<Vec<u8>> = blobs.iter().map(|b| b.to_vec()).collect();
+    // Only the first may stay a snapshot (see `snapshot_as_update`).
+    let owned: Vec<Vec<u8>> = blobs
+        .iter()
+        .enumerate()
+        .map(|(i, b)| match i {
+            0 => b.to_vec(),
+            _ => super::snapshot_as_update(b).unwrap_or_else(|| b.to_vec()),
+        })
+        .collect();
     let status = doc
         .import_batch(&owned)
         .map_err(|e| DocError::Bytes(e.to_string()))?;

@@ -247,10 +247,31 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// Imports a peer's update or snapshot. An update that depends on ops this doc lacks is an
 /// error rather than a silently pending doc.
 pub fn import(doc: &LoroDoc, bytes: &[u8]) -> Result<(), DocError> {
+    let converted = if doc.oplog_vv().is_empty() {
+        None
+    } else {
+        snapshot_as_update(bytes)
+    };
     let status = doc
-        .import(bytes)
+        .import(converted.as_deref().unwrap_or(bytes))
         .map_err(|e| DocError::Bytes(e.to_string()))?;
     refuse_pending(status, "update depends on history this doc does not have")
+}
+
+/// A full snapshot's changes as an update blob, for a doc that already holds some history.
+/// Loro 1.17.1 can panic ("counter should be continuous") while importing a snapshot into a
+/// doc that holds part of the snapshot's history (two nodes' docs of one row, each with the
+/// other's earlier changes), and the panic aborts the backend while unwinding; the same
+/// changes as an update import cleanly. Costs a second decode of the snapshot. `None` for
+/// anything else (updates, shallow snapshots) or bytes that do not decode.
+pub fn snapshot_as_update(bytes: &[u8]) -> Option<Vec<u8>> {
+    let meta = LoroDoc::decode_import_blob_meta(bytes, false).ok()?;
+    if !matches!(meta.mode, loro::EncodedBlobMode::Snapshot) {
+        return None;
+    }
+    let copy = OwnedDoc::new(LoroDoc::new());
+    copy.import(bytes).ok()?;
+    copy.export(ExportMode::all_updates()).ok()
 }
 
 /// An import that left ops pending (their history missing) as a `DocError::Pending` naming

@@ -228,7 +228,9 @@ fn child<C: FieldContainer>(row: &LoroMap, name: &str) -> Result<C, String> {
         None => {}
     }
     if !MERGEABLE_FIELDS.with(|on| on.get())() {
-        return row.insert_container(name, C::new_detached()).map_err(|e| e.to_string());
+        return row
+            .insert_container(name, C::new_detached())
+            .map_err(|e| e.to_string());
     }
     let c = C::ensure_mergeable(row, name).map_err(|e| e.to_string())?;
     // Loro keeps a mergeable child's state while its key is cleared and shows it again when

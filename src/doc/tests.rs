@@ -1204,7 +1204,10 @@ fn independently_created_docs_merge_every_kind() {
     tags.sort_by_key(|v| v.to_string());
     assert_eq!(tags, [&json!("a1"), &json!("a2"), &json!("b1")]);
     let order = merged["order"].as_array().unwrap();
-    assert!(order.contains(&json!("x")) && order.contains(&json!("y")), "{order:?}");
+    assert!(
+        order.contains(&json!("x")) && order.contains(&json!("y")),
+        "{order:?}"
+    );
     let mut from: Vec<_> = merged["outline"]
         .as_array()
         .unwrap()
@@ -1267,7 +1270,10 @@ fn regular_children_of_older_docs_are_kept_and_merge() {
     let ours = fork(&old);
     let peer = fork(&old);
     let before = ours.get_map(ROOT_MAP).get("body");
-    patched(&ours, json!({"body": "shared text", "votes": {"increment": 1}}));
+    patched(
+        &ours,
+        json!({"body": "shared text", "votes": {"increment": 1}}),
+    );
     let after = ours.get_map(ROOT_MAP).get("body");
     let id = |v: Option<ValueOrContainer>| match v {
         Some(ValueOrContainer::Container(c)) => c.id(),
@@ -1284,4 +1290,30 @@ fn regular_children_of_older_docs_are_kept_and_merge() {
     let merged = project(&ours, &fields()).unwrap();
     assert_eq!(merged["body"], json!(">> shared text"));
     assert_eq!(merged["votes"], json!(5));
+}
+
+/// Two nodes' docs of one row, each holding part of the other's history (fixtures taken from
+/// an active-active run): Loro 1.17.1 panics importing the one's snapshot into the other, and
+/// the panic aborts the process. `import` and the blob functions take the snapshot's changes
+/// as an update instead.
+#[test]
+fn a_snapshot_merges_into_a_doc_holding_part_of_its_history() {
+    let ours: &[u8] =
+        include_bytes!("../../tests/client/fixtures/loro-panic-snapshot-into-doc-doc.bin");
+    let theirs: &[u8] =
+        include_bytes!("../../tests/client/fixtures/loro-panic-snapshot-into-doc-snapshot.bin");
+    let doc = load(Some(ours)).unwrap();
+    import(&doc, theirs).unwrap();
+    let other = load(Some(theirs)).unwrap();
+    assert!(doc.oplog_vv().includes_vv(&other.oplog_vv()));
+    let merged = blob::merge(ours, theirs).unwrap();
+    let reversed = blob::merge(theirs, ours).unwrap();
+    assert_eq!(
+        load(Some(&merged)).unwrap().get_deep_value(),
+        doc.get_deep_value()
+    );
+    assert_eq!(
+        load(Some(&reversed)).unwrap().get_deep_value(),
+        doc.get_deep_value()
+    );
 }
