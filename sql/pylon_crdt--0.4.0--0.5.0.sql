@@ -220,3 +220,25 @@ CREATE FUNCTION "pylon_crdt_resend"(
 VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'pylon_crdt_resend_wrapper';
+
+CREATE FUNCTION "pylon_crdt_versions"(
+	"entity" TEXT DEFAULT NULL /* Option < & str > */
+) RETURNS TABLE (
+	"entity" TEXT,  /* String */
+	"row_id" TEXT,  /* String */
+	"version" jsonb  /* pgrx::datum::json::JsonB */
+)
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'pylon_crdt_versions_wrapper';
+
+CREATE FUNCTION "pylon_crdt_verify_versions"(
+	"other" jsonb /* pgrx::datum::json::JsonB */
+) RETURNS TABLE (
+	"entity" TEXT,  /* String */
+	"row_id" TEXT,  /* String */
+	"problem" TEXT  /* String */
+)
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'pylon_crdt_verify_versions_wrapper';

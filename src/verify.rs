@@ -201,3 +201,113 @@ fn differing_columns(table: &EntityTable, row: RowRef<'_>, projection: &Value) -
         .cloned()
         .collect()
 }
+
+/// Every stored doc's version as `{"peer": counter}` (of `entity`, or of all), read from the
+/// stored bytes' headers: what `pylon_crdt_verify_versions` on another node compares with.
+#[pg_extern(volatile, parallel_unsafe)]
+fn pylon_crdt_versions(
+    entity: default!(Option<&str>, "NULL"),
+) -> TableIterator<
+    'static,
+    (
+        name!(entity, String),
+        name!(row_id, String),
+        name!(version, JsonB),
+    ),
+> {
+    require_superuser("pylon_crdt_versions");
+    TableIterator::new(pinned(|| versions(entity)))
+}
+
+/// Compares this node's docs with another node's versions (`jsonb_agg` of that node's
+/// `pylon_crdt_versions()`): a row per doc that one node has and the other has not, or that
+/// holds changes the other lacks. None once the nodes have converged.
+#[pg_extern(volatile, parallel_unsafe)]
+fn pylon_crdt_verify_versions(
+    other: JsonB,
+) -> TableIterator<
+    'static,
+    (
+        name!(entity, String),
+        name!(row_id, String),
+        name!(problem, String),
+    ),
+> {
+    require_superuser("pylon_crdt_verify_versions");
+    let mut theirs = std::collections::BTreeMap::new();
+    for item in other.0.as_array().into_iter().flatten() {
+        let key = |k: &str| item.get(k).and_then(Value::as_str).map(str::to_owned);
+        if let (Some(e), Some(r)) = (key("entity"), key("row_id")) {
+            theirs.insert((e, r), item.get("version").cloned().unwrap_or(Value::Null));
+        }
+    }
+    let mut problems = Vec::new();
+    let mut ours = std::collections::BTreeMap::new();
+    pinned(|| {
+        for (e, r, v) in versions(None) {
+            ours.insert((e, r), v.0);
+        }
+    });
+    for ((e, r), here) in &ours {
+        match theirs.get(&(e.clone(), r.clone())) {
+            None => problems.push((e.clone(), r.clone(), "only on this node".to_owned())),
+            Some(there) => {
+                if let Some(difference) = doc::blob::version_difference(here, there) {
+                    problems.push((e.clone(), r.clone(), difference));
+                }
+            }
+        }
+    }
+    for (e, r) in theirs.keys() {
+        if !ours.contains_key(&(e.clone(), r.clone())) {
+            problems.push((e.clone(), r.clone(), "only on the other node".to_owned()));
+        }
+    }
+    TableIterator::new(problems)
+}
+
+fn require_superuser(function: &str) {
+    if !unsafe { pg_sys::superuser() } {
+        crate::error::raise(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("pylon_crdt: {function} reads every doc: only a superuser may call it"),
+        );
+    }
+}
+
+fn versions(entity: Option<&str>) -> Vec<(String, String, JsonB)> {
+    crate::batch::flush();
+    let sidecar = store::sidecar();
+    let rows: Vec<JsonB> = as_owner(|| {
+        query_column::<JsonB>(
+            &format!(
+                "SELECT jsonb_build_array(entity, row_id) FROM {} WHERE $1::text IS NULL OR entity = $1
+                 UNION SELECT jsonb_build_array(entity, row_id) FROM {} WHERE $1::text IS NULL OR entity = $1
+                 ORDER BY 1",
+                sidecar.table, sidecar.log
+            ),
+            &[entity.into()],
+        )
+    });
+    let mut out = Vec::with_capacity(rows.len());
+    for key in rows {
+        let (Some(e), Some(r)) = (key.0[0].as_str(), key.0[1].as_str()) else {
+            continue;
+        };
+        let row = RowRef {
+            entity: e,
+            row_id: r,
+        };
+        let snapshot = store::fetch(row, None).snapshot;
+        let log = store::log_since(row, None);
+        let blobs: Vec<&[u8]> = snapshot
+            .iter()
+            .map(Vec::as_slice)
+            .chain(log.iter().map(Vec::as_slice))
+            .collect();
+        let version = doc::guarded(|| doc::blob::stored_version(&blobs))
+            .unwrap_or_else(|err| crate::error::raise_doc(row, err));
+        out.push((e.to_owned(), r.to_owned(), JsonB(version)));
+    }
+    out
+}

@@ -77,3 +77,56 @@ pub fn update_since(blob: &[u8], since: &[u8]) -> Result<Vec<u8>, DocError> {
 pub fn version_includes(version: &[u8], other: &[u8]) -> Result<bool, DocError> {
     Ok(decode_version(version)?.includes_vv(&decode_version(other)?))
 }
+
+/// The version of the doc made of `blobs` (a row's snapshot and log entries), read from their
+/// headers without decoding them: each peer's highest counter. For comparing nodes.
+pub fn stored_version(blobs: &[&[u8]]) -> Result<Value, DocError> {
+    let mut vv = loro::VersionVector::new();
+    for blob in blobs {
+        let meta = LoroDoc::decode_import_blob_meta(blob, false)
+            .map_err(|e| DocError::Bytes(e.to_string()))?;
+        for (peer, counter) in meta.partial_end_vv.iter() {
+            if vv.get(peer).is_none_or(|c| c < counter) {
+                vv.insert(*peer, *counter);
+            }
+        }
+    }
+    version_json(&vv.encode())
+}
+
+/// Where two nodes' versions of one doc differ (`{"peer": counter}` each): `None` when equal.
+pub fn version_difference(here: &Value, there: &Value) -> Option<String> {
+    let counters = |v: &Value| -> std::collections::BTreeMap<String, i64> {
+        v.as_object()
+            .into_iter()
+            .flatten()
+            .map(|(p, c)| (p.clone(), c.as_i64().unwrap_or(0)))
+            .collect()
+    };
+    let (here, there) = (counters(here), counters(there));
+    let mut lacking_here = Vec::new();
+    let mut lacking_there = Vec::new();
+    for peer in here
+        .keys()
+        .chain(there.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        let (h, t) = (
+            here.get(peer).copied().unwrap_or(0),
+            there.get(peer).copied().unwrap_or(0),
+        );
+        if h < t {
+            lacking_here.push(format!("peer {peer} ops {h}..{t}"));
+        } else if t < h {
+            lacking_there.push(format!("peer {peer} ops {t}..{h}"));
+        }
+    }
+    let mut parts = Vec::new();
+    if !lacking_here.is_empty() {
+        parts.push(format!("this node lacks {}", lacking_here.join(", ")));
+    }
+    if !lacking_there.is_empty() {
+        parts.push(format!("the other node lacks {}", lacking_there.join(", ")));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
