@@ -239,6 +239,6 @@ CREATE FUNCTION "pylon_crdt_verify_versions"(
 	"row_id" TEXT,  /* String */
 	"problem" TEXT  /* String */
 )
-VOLATILE PARALLEL UNSAFE
+STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'pylon_crdt_verify_versions_wrapper';
