@@ -106,6 +106,8 @@ struct Task {
     notice_from: Option<NoticeFrom>,
     /// Who the changes are made by (`doc::history`).
     author: Arc<Author>,
+    /// Whether the write's update goes to other nodes (`replication`).
+    delta: bool,
 }
 
 /// What a worker is given: a chunk of rows.
@@ -142,6 +144,7 @@ impl Worker {
                                 peer: t.peer,
                                 author: Some(&t.author),
                                 notice_from: t.notice_from.as_ref(),
+                                delta: t.delta,
                             },
                         )
                     })
@@ -375,6 +378,7 @@ fn start_waiting() {
             peer: doc::random_peer(),
             notice_from: crate::notify::notice_from(&queued.job.entity, &queued.job.row_id),
             author: author.clone(),
+            delta: crate::replication::sends(),
         })
         .collect();
     let worker = with_queue(|q| {
@@ -483,6 +487,11 @@ fn store_done() {
         let (existing, created) = (saved(true), saved(false));
         store::update_many(entity, &existing);
         store::save_many(entity, &created);
+        let deltas: Vec<(&str, &[u8])> = rows
+            .clone()
+            .filter_map(|(q, r)| Some((q.job.row_id.as_str(), r.as_ref().ok()?.delta.as_deref()?)))
+            .collect();
+        crate::replication::wrote_many(entity, &deltas);
         let changed: Vec<&str> = existing.iter().chain(&created).map(|(id, _)| *id).collect();
         crate::changes::record(entity, &changed, false);
         for (queued, result) in rows {

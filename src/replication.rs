@@ -1,8 +1,8 @@
 //! Active-active over Postgres' own logical replication (issue 17; README, "Active-active").
 //!
 //! With `pylon_crdt.replicate` on, every committed change to a doc also goes into
-//! `_pylon_crdt_outbox`: the Loro update of a write (or, from statements over many rows, the
-//! new snapshot), or a deletion. The row is deleted again at once, in the same transaction, so
+//! `_pylon_crdt_outbox`: the Loro update of a write (from every path, statements over many
+//! rows included), or a deletion. The row is deleted again at once, in the same transaction, so
 //! the table stays empty; logical decoding reads the INSERT from the WAL all the same. Nodes
 //! publish the outbox (INSERTs only) and subscribe to each other.
 //!
@@ -43,7 +43,7 @@ thread_local! {
 }
 
 /// Whether a change made now is sent to subscribers.
-fn sends() -> bool {
+pub fn sends() -> bool {
     REPLICATE.get() && !MERGING.with(Cell::get)
 }
 
@@ -80,7 +80,7 @@ pub fn wrote(row: RowRef<'_>, doc: &LoroDoc, before: &VersionVector) {
     send(row.entity, vec![Some(row.row_id)], vec![Some(&update)]);
 }
 
-/// A statement's new snapshots of many rows.
+/// A statement's updates of many rows.
 pub fn wrote_many(entity: &str, rows: &[(&str, &[u8])]) {
     if !sends() {
         return;

@@ -182,6 +182,9 @@ pub fn merge(
         && storage == Storage::Snapshot
         && stamp.log_seq.is_none()
         && !unchanged;
+    if !unchanged {
+        crate::replication::wrote(row, &doc, &before);
+    }
     if batched {
         crate::batch::save(row, doc.into_inner()); // recorded in the changes feed when stored
     } else {
@@ -191,9 +194,7 @@ pub fn merge(
         let stamp = if unchanged {
             stamp
         } else {
-            let stamp = persist(row, &doc, &before, stamp, storage, exists);
-            crate::replication::wrote(row, &doc, &before);
-            stamp
+            persist(row, &doc, &before, stamp, storage, exists)
         };
         cache::put(row.entity, row.row_id, doc.into_inner(), stamp);
     }

@@ -541,7 +541,6 @@ pub fn save_many(entity: &str, rows: &[(&str, &[u8])]) -> Vec<(String, Stamp)> {
          RETURNING s.row_id, s.xmin::text || ':' || s.ctid::text, pg_catalog.length(s.snapshot)",
         sidecar().table
     );
-    crate::replication::wrote_many(entity, rows);
     let ids: Vec<&str> = rows.iter().map(|(id, _)| *id).collect();
     let snapshots: Vec<&[u8]> = rows.iter().map(|(_, s)| *s).collect();
     with_index_probes(|| {
@@ -588,12 +587,6 @@ pub fn update_many(entity: &str, rows: &[(&str, &[u8])]) {
     })
     .into_iter()
     .collect();
-    let sent: Vec<(&str, &[u8])> = rows
-        .iter()
-        .filter(|(id, _)| updated.contains(*id))
-        .copied()
-        .collect();
-    crate::replication::wrote_many(entity, &sent);
     if updated.len() < rows.len() {
         let missing: Vec<(&str, &[u8])> = rows
             .iter()

@@ -121,6 +121,8 @@ pub struct Editor<'a> {
     pub peer: u64,
     pub author: Option<&'a history::Author>,
     pub notice_from: Option<&'a NoticeFrom>,
+    /// Whether to return the update this write made (`Rebuilt::delta`), for replication.
+    pub delta: bool,
 }
 
 impl Editor<'_> {
@@ -139,6 +141,8 @@ pub struct Rebuilt {
     pub projection: serde_json::Value,
     pub snapshot: Option<Vec<u8>>,
     pub notice: Option<Notice>,
+    /// The update the write made, when the editor asked for it and the doc changed.
+    pub delta: Option<Vec<u8>>,
 }
 
 /// Largest update a notification carries: its base64 (4/3 as long) must fit Postgres' 8000-byte
@@ -195,6 +199,7 @@ pub fn rebuild(
         peer,
         author,
         notice_from,
+        delta,
     } = editor;
     let doc = std::mem::ManuallyDrop::new(LoroDoc::new());
     let work = || -> Result<Rebuilt, DocError> {
@@ -216,14 +221,19 @@ pub fn rebuild(
         let edited = doc.oplog_vv() != before;
         let changed = stored.len() != 1 || edited;
         let notice = match notice_from.filter(|_| edited || stored.is_empty()) {
-            Some(NoticeFrom::Before) => Some(self::notice(&doc, before, true)),
+            Some(NoticeFrom::Before) => Some(self::notice(&doc, before.clone(), true)),
             Some(NoticeFrom::Version(start)) => Some(self::notice(&doc, start.clone(), true)),
             None => None,
+        };
+        let delta = match delta && (edited || stored.is_empty()) {
+            true => Some(updates_since(&doc, &before)?),
+            false => None,
         };
         Ok(Rebuilt {
             projection,
             snapshot: changed.then(|| snapshot(&doc)),
             notice,
+            delta,
         })
     };
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
