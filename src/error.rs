@@ -37,6 +37,17 @@ fn report(error: ErrorReport) -> ! {
     unreachable!("an ERROR report does not return")
 }
 
+/// Refuses (42501) a caller who is not a superuser: for functions that read or send every
+/// doc, past the entity tables' privileges. `function` names the call, `why` what it does.
+pub fn require_superuser(function: &str, why: &str) {
+    if !unsafe { pgrx::pg_sys::superuser() } {
+        raise(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("pylon_crdt: {function} {why}: only a superuser may call it"),
+        );
+    }
+}
+
 /// Refuses a write before any work (25006) on a read-only server (a hot standby, where
 /// Postgres would otherwise fail deep inside with an internal error) or in a read-only
 /// transaction.

@@ -30,9 +30,9 @@ use pgrx::{PgTrigger, PgTriggerError, WhoAllocated};
 use crate::doc;
 use crate::error::{raise, OrRaise, RowRef};
 use crate::materialize::{check_access, Access, EntityTable};
-use crate::notify;
-use crate::row::{self, Entity, Save};
+use crate::row::{self, Change, Entity};
 use crate::store::{self, as_owner, query_column, run};
+use pgrx::datum::DatumWithOid;
 
 /// `pylon_crdt.replicate`: whether this node sends its doc changes to its subscribers.
 pub static REPLICATE: pgrx::GucSetting<bool> = pgrx::GucSetting::<bool>::new(false);
@@ -54,21 +54,30 @@ fn send(entity: &str, row_ids: Vec<Option<&str>>, updates: Vec<Option<&[u8]>>) {
         return;
     }
     let outbox = store::extension_table("_pylon_crdt_outbox");
+    pass_through(
+        &format!(
+            "INSERT INTO {outbox} (entity, row_id, update)
+             SELECT $1, r.row_id, r.update
+               FROM ROWS FROM (pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::bytea[])) AS r (row_id, update)
+             RETURNING ctid::text"
+        ),
+        &[entity.into(), row_ids.into(), updates.into()],
+    );
+}
+
+/// Runs `insert`, an INSERT into the outbox that returns its rows' ctids, and deletes those
+/// rows again: they reach the WAL, the table stays empty. Returns how many rows went.
+fn pass_through(insert: &str, args: &[DatumWithOid<'_>]) -> i64 {
+    let outbox = store::extension_table("_pylon_crdt_outbox");
     as_owner(|| {
-        let written = query_column::<String>(
-            &format!(
-                "INSERT INTO {outbox} (entity, row_id, update)
-                 SELECT $1, r.row_id, r.update
-                   FROM ROWS FROM (pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::bytea[])) AS r (row_id, update)
-                 RETURNING ctid::text"
-            ),
-            &[entity.into(), row_ids.into(), updates.into()],
-        );
+        let written = query_column::<String>(insert, args);
+        let sent = written.len() as i64;
         run(
             &format!("DELETE FROM {outbox} WHERE ctid = ANY ($1::text[]::tid[])"),
             &[written.into()],
         );
-    });
+        sent
+    })
 }
 
 /// A write's change to a row's doc: its update since `before`.
@@ -116,12 +125,7 @@ pub fn deleted_entity(entity: &str) {
 #[pg_extern(volatile, parallel_unsafe)]
 fn pylon_crdt_resend(entity: default!(Option<&str>, "NULL")) -> i64 {
     crate::error::check_writable("pylon_crdt_resend");
-    if !unsafe { pg_sys::superuser() } {
-        raise(
-            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-            "pylon_crdt: only a superuser may resend every doc".into(),
-        );
-    }
+    crate::error::require_superuser("pylon_crdt_resend", "sends every doc");
     if !REPLICATE.get() {
         raise(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -133,29 +137,22 @@ fn pylon_crdt_resend(entity: default!(Option<&str>, "NULL")) -> i64 {
         let s = store::sidecar();
         let outbox = store::extension_table("_pylon_crdt_outbox");
         // Snapshots first, then log entries in order: each applies on top of what came before.
-        as_owner(|| {
-            let written = query_column::<String>(
-                &format!(
-                    "INSERT INTO {outbox} (entity, row_id, update)
-                     SELECT entity, row_id, bytes FROM (
-                         SELECT entity, row_id, snapshot AS bytes, 0 AS part, 0::int8 AS seq FROM {table}
-                          WHERE $1::text IS NULL OR entity = $1
-                         UNION ALL
-                         SELECT entity, row_id, update, 1, seq FROM {log}
-                          WHERE $1::text IS NULL OR entity = $1) AS d
-                     ORDER BY part, seq
-                     RETURNING ctid::text",
-                    table = s.table,
-                    log = s.log
-                ),
-                &[entity.into()],
-            );
-            run(
-                &format!("DELETE FROM {outbox} WHERE ctid = ANY ($1::text[]::tid[])"),
-                &[written.clone().into()],
-            );
-            written.len() as i64
-        })
+        pass_through(
+            &format!(
+                "INSERT INTO {outbox} (entity, row_id, update)
+                 SELECT entity, row_id, bytes FROM (
+                     SELECT entity, row_id, snapshot AS bytes, 0 AS part, 0::int8 AS seq FROM {table}
+                      WHERE $1::text IS NULL OR entity = $1
+                     UNION ALL
+                     SELECT entity, row_id, update, 1, seq FROM {log}
+                      WHERE $1::text IS NULL OR entity = $1) AS d
+                 ORDER BY part, seq
+                 RETURNING ctid::text",
+                table = s.table,
+                log = s.log
+            ),
+            &[entity.into()],
+        )
     })
 }
 
@@ -205,8 +202,7 @@ impl Drop for Merging {
     }
 }
 
-/// Merges a peer node's update into the local doc, as `pylon_crdt_apply_update` would, and
-/// materializes the result; a registered entity's missing row is created.
+/// Merges a peer node's update into the local doc (see `Change::Replicated`).
 fn merge_in(row: RowRef<'_>, update: &[u8]) {
     let entity = match EntityTable::registered(row.entity) {
         Some(_) => Entity::registered(row),
@@ -217,25 +213,7 @@ fn merge_in(row: RowRef<'_>, update: &[u8]) {
             registered_fields: false,
         },
     };
-    let table = entity.table.as_ref();
-    check_access(row, table, Access::Write);
-    let row_exists = row::lock(row, table);
-    let seed = || table.filter(|_| row_exists).and_then(|t| t.row_values(row));
-    let merged = row::merge(
-        row,
-        &entity.fields,
-        seed,
-        |d| doc::import(d, update),
-        Save::Now,
-        notify::Kind::Update,
-    );
-    if let Some(table) = table {
-        if row_exists {
-            table.update_columns(row, &merged.changed);
-        } else {
-            table.insert_row(row, &merged.projection);
-        }
-    }
+    row::write(row, &entity, Change::Replicated(update));
 }
 
 /// A peer node deleted the doc: so does this node, with its entity row.

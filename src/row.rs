@@ -270,6 +270,9 @@ pub enum Change<'a> {
     Patch(&'a Value),
     /// A peer's update or snapshot.
     Import(&'a [u8]),
+    /// Another node's change (`replication`): merged like a peer's update, but a registered
+    /// entity's missing row is created, as a patch would create it.
+    Replicated(&'a [u8]),
     /// Back to the doc's state at a time or version, as a new change.
     Restore(doc::history::When<'a>),
 }
@@ -318,7 +321,7 @@ pub fn write(row: RowRef<'_>, entity: &Entity, change: Change<'_>) -> Value {
     };
     let table = entity.table.as_ref();
     let needs_row = match change {
-        Change::Patch(_) => None,
+        Change::Patch(_) | Change::Replicated(_) => None,
         Change::Import(_) => Some("a peer update"),
         Change::Restore(_) => Some("a restore"),
     };
@@ -334,7 +337,7 @@ pub fn write(row: RowRef<'_>, entity: &Entity, change: Change<'_>) -> Value {
     let seed = || table.filter(|_| row_exists).and_then(|t| t.row_values(row));
     let kind = match change {
         Change::Patch(_) | Change::Restore(_) => notify::Kind::Write,
-        Change::Import(_) => notify::Kind::Update,
+        Change::Import(_) | Change::Replicated(_) => notify::Kind::Update,
     };
     let merged = merge(
         row,
@@ -342,7 +345,7 @@ pub fn write(row: RowRef<'_>, entity: &Entity, change: Change<'_>) -> Value {
         seed,
         |d| match change {
             Change::Patch(patch) => doc::apply_patch(d, &entity.fields, patch),
-            Change::Import(bytes) => doc::import(d, bytes),
+            Change::Import(bytes) | Change::Replicated(bytes) => doc::import(d, bytes),
             Change::Restore(when) => doc::history::revert(d, &doc::history::resolve(d, when)?),
         },
         Save::Now,
