@@ -7,7 +7,7 @@ use pgrx::JsonB;
 use serde_json::Value;
 
 use crate::doc;
-use crate::error::RowRef;
+use crate::error::{require_superuser, RowRef};
 use crate::materialize::{check_access, Access, EntityTable};
 use crate::search_path::pinned;
 use crate::store::{self, as_owner, query_column};
@@ -30,26 +30,13 @@ fn pylon_crdt_verify(
 /// (entity, row_id, problem) for every row with a problem.
 fn problems(entity: Option<&str>) -> Vec<(String, String, String)> {
     crate::batch::flush();
-    let sidecar = store::sidecar();
     let mut problems = Vec::new();
 
     // Every stored doc (and log) must decode.
-    let keys: Vec<JsonB> = as_owner(|| {
-        query_column::<JsonB>(
-            &format!(
-                "SELECT jsonb_build_array(entity, row_id) FROM {} WHERE $1::text IS NULL OR entity = $1
-                 UNION SELECT jsonb_build_array(entity, row_id) FROM {} WHERE $1::text IS NULL OR entity = $1",
-                sidecar.table, sidecar.log
-            ),
-            &[entity.into()],
-        )
-    });
-    for key in &keys {
-        let (Some(e), Some(r)) = (key.0[0].as_str(), key.0[1].as_str()) else {
-            continue;
-        };
+    let keys = stored_rows(entity);
+    for (e, r) in &keys {
         if let Err(message) = decodes(e, r) {
-            problems.push((e.to_owned(), r.to_owned(), message));
+            problems.push((e.clone(), r.clone(), message));
         }
     }
 
@@ -136,17 +123,14 @@ fn problems(entity: Option<&str>) -> Vec<(String, String, String)> {
                 ));
             }
         }
-        for key in &keys {
-            if key.0[0].as_str() == Some(&name) {
-                let id = key.0[1].as_str().unwrap_or_default();
-                if !with_rows.contains(id)
-                    && !table.row_exists(RowRef {
-                        entity: &name,
-                        row_id: id,
-                    })
-                {
-                    problems.push((name.clone(), id.to_owned(), "doc without a row".into()));
-                }
+        for (_, id) in keys.iter().filter(|(e, _)| *e == name) {
+            if !with_rows.contains(id)
+                && !table.row_exists(RowRef {
+                    entity: &name,
+                    row_id: id,
+                })
+            {
+                problems.push((name.clone(), id.clone(), "doc without a row".into()));
             }
         }
     }
@@ -156,9 +140,7 @@ fn problems(entity: Option<&str>) -> Vec<(String, String, String)> {
 /// Whether the stored doc decodes. SPI first, then only pure Loro work inside `guarded`, so
 /// a Loro panic on corrupt bytes is a finding, not an abort.
 fn decodes(entity: &str, row_id: &str) -> Result<(), String> {
-    let row = RowRef { entity, row_id };
-    let snapshot = store::fetch(row, None).snapshot;
-    let log = store::log_since(row, None);
+    let (snapshot, log) = stored_blobs(RowRef { entity, row_id });
     doc::begin_call();
     let doc = doc::OwnedDoc::new(loro::LoroDoc::new());
     doc::guarded(|| {
@@ -215,7 +197,7 @@ fn pylon_crdt_versions(
         name!(version, JsonB),
     ),
 > {
-    require_superuser("pylon_crdt_versions");
+    require_superuser("pylon_crdt_versions", "reads every doc");
     TableIterator::new(pinned(|| versions(entity)))
 }
 
@@ -233,7 +215,7 @@ fn pylon_crdt_verify_versions(
         name!(problem, String),
     ),
 > {
-    require_superuser("pylon_crdt_verify_versions");
+    require_superuser("pylon_crdt_verify_versions", "reads every doc");
     let mut theirs = std::collections::BTreeMap::new();
     for item in other.0.as_array().into_iter().flatten() {
         let key = |k: &str| item.get(k).and_then(Value::as_str).map(str::to_owned);
@@ -266,19 +248,10 @@ fn pylon_crdt_verify_versions(
     TableIterator::new(problems)
 }
 
-fn require_superuser(function: &str) {
-    if !unsafe { pg_sys::superuser() } {
-        crate::error::raise(
-            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-            format!("pylon_crdt: {function} reads every doc: only a superuser may call it"),
-        );
-    }
-}
-
-fn versions(entity: Option<&str>) -> Vec<(String, String, JsonB)> {
-    crate::batch::flush();
+/// Every (entity, row id) with a stored doc or log entries, of `entity` or of all, in order.
+fn stored_rows(entity: Option<&str>) -> Vec<(String, String)> {
     let sidecar = store::sidecar();
-    let rows: Vec<JsonB> = as_owner(|| {
+    let keys: Vec<JsonB> = as_owner(|| {
         query_column::<JsonB>(
             &format!(
                 "SELECT jsonb_build_array(entity, row_id) FROM {} WHERE $1::text IS NULL OR entity = $1
@@ -289,17 +262,32 @@ fn versions(entity: Option<&str>) -> Vec<(String, String, JsonB)> {
             &[entity.into()],
         )
     });
+    keys.into_iter()
+        .filter_map(|key| {
+            let (e, r) = (key.0[0].as_str()?, key.0[1].as_str()?);
+            Some((e.to_owned(), r.to_owned()))
+        })
+        .collect()
+}
+
+/// A row's stored bytes: its snapshot, if any, and its log entries, oldest first.
+fn stored_blobs(row: RowRef<'_>) -> (Option<Vec<u8>>, Vec<Vec<u8>>) {
+    (
+        store::fetch(row, None).snapshot,
+        store::log_since(row, None),
+    )
+}
+
+fn versions(entity: Option<&str>) -> Vec<(String, String, JsonB)> {
+    crate::batch::flush();
+    let rows = stored_rows(entity);
     let mut out = Vec::with_capacity(rows.len());
-    for key in rows {
-        let (Some(e), Some(r)) = (key.0[0].as_str(), key.0[1].as_str()) else {
-            continue;
-        };
+    for (e, r) in rows {
         let row = RowRef {
-            entity: e,
-            row_id: r,
+            entity: &e,
+            row_id: &r,
         };
-        let snapshot = store::fetch(row, None).snapshot;
-        let log = store::log_since(row, None);
+        let (snapshot, log) = stored_blobs(row);
         let blobs: Vec<&[u8]> = snapshot
             .iter()
             .map(Vec::as_slice)
@@ -307,7 +295,7 @@ fn versions(entity: Option<&str>) -> Vec<(String, String, JsonB)> {
             .collect();
         let version = doc::guarded(|| doc::blob::stored_version(&blobs))
             .unwrap_or_else(|err| crate::error::raise_doc(row, err));
-        out.push((e.to_owned(), r.to_owned(), JsonB(version)));
+        out.push((e, r, JsonB(version)));
     }
     out
 }

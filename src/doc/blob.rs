@@ -56,14 +56,17 @@ pub fn version(blob: &[u8]) -> Result<Vec<u8>, DocError> {
 /// An encoded version vector as `{"peer": counter}`: each peer's id (a string: ids pass
 /// JavaScript's safe integers) and the number of its ops the version holds.
 pub fn version_json(version: &[u8]) -> Result<Value, DocError> {
-    let vv = decode_version(version)?;
+    Ok(vv_json(&decode_version(version)?))
+}
+
+fn vv_json(vv: &loro::VersionVector) -> Value {
     let mut peers: Vec<(u64, i32)> = vv.iter().map(|(p, c)| (*p, *c)).collect();
     peers.sort();
     let map: Map<String, Value> = peers
         .into_iter()
         .map(|(peer, counter)| (peer.to_string(), Value::from(counter)))
         .collect();
-    Ok(Value::Object(map))
+    Value::Object(map)
 }
 
 /// The ops of the doc a peer at `since` lacks, as an update.
@@ -91,7 +94,7 @@ pub fn stored_version(blobs: &[&[u8]]) -> Result<Value, DocError> {
             }
         }
     }
-    version_json(&vv.encode())
+    Ok(vv_json(&vv))
 }
 
 /// Where two nodes' versions of one doc differ (`{"peer": counter}` each): `None` when equal.
