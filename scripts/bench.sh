@@ -3,7 +3,7 @@
 # write vs plain UPDATEs (and an enabled table, and update-log storage), side by side on one
 # dedicated cluster. Prints a markdown table ready for the README.
 #
-#   scripts/bench.sh                        setup, release install, cluster on 54349, run
+#   scripts/bench.sh                        setup, release install, cluster on 28849, run
 #   BENCH_SKIP_INSTALL=1 scripts/bench.sh   no build: the library of the last full run, else
 #                                           the one installed in the system Postgres
 #
@@ -12,7 +12,7 @@
 # bench/bulk.sql. The run takes about 3 minutes on 2 cores (plus about a minute for the bulk
 # statements), after the release build of the extension (about 5 minutes cold). The cluster keeps
 # running afterwards; stop it with
-#   PYLON_CRDT_PORT=54349 PYLON_CRDT_WORK=/var/tmp/pylon_crdt_bench scripts/cluster.sh stop
+#   PYLON_CRDT_PORT=28849 PYLON_CRDT_WORK=/var/tmp/pylon_crdt_bench scripts/cluster.sh stop
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=/var/tmp/pylon_crdt_bench
@@ -39,8 +39,8 @@ else
 fi
 before=$(sha256sum "$lib")
 
-# A cluster of its own, never the demo/test cluster on 54329.
-url=$(PYLON_CRDT_PORT=54349 PYLON_CRDT_WORK="$work" scripts/cluster.sh start)
+# A cluster of its own, never the demo/test cluster on 28815.
+url=$(PYLON_CRDT_PORT=28849 PYLON_CRDT_WORK="$work" scripts/cluster.sh start)
 echo "bench: cluster $url" >&2
 bench/target/release/pylon_crdt_bench "$url"
 # Issue 15: the search_path pin by itself, beside (g) and (h) above.

@@ -2,8 +2,8 @@
 # Client-side tests over real connections (tests/client, a crate of its own): concurrency,
 # interlock with the pylon runtime's lock, crash recovery (kill -9 of a backend and of the
 # postmaster), hostile input, panics and security. They run against a DEDICATED cluster
-# (port 54339, data under /var/tmp/pylon_crdt_client), started here and stopped at the end,
-# so the demo/regress cluster on 54329 is never touched. The extension must be installed in
+# (port 28839, data under /var/tmp/pylon_crdt_client), started here and stopped at the end,
+# so the demo/regress cluster on 28815 is never touched. The extension must be installed in
 # the system Postgres (`scripts/cluster.sh install`; pass --install to do it here).
 #
 #   scripts/client-tests.sh                  run everything
@@ -16,7 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-export PYLON_CRDT_PORT=54339
+export PYLON_CRDT_PORT=28839
 export PYLON_CRDT_WORK=/var/tmp/pylon_crdt_client
 
 cargo_args=()

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up everything on a fresh Debian 12 machine, starts a local Postgres cluster with
-# pylon_crdt installed (as the `postgres` user; Postgres 15 on port 54329 unless
+# pylon_crdt installed (as the `postgres` user; Postgres 15 on port 28815 unless
 # PYLON_CRDT_PG picks another major, see scripts/pg-env.sh), and runs a short demo of two
 # writers' edits to one row merging.
 set -euo pipefail

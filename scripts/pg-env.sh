@@ -11,11 +11,15 @@ _pg_env_scripts="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PG_MAJOR="${PYLON_CRDT_PG:-15}"
 PG_CONFIG="$("$_pg_env_scripts/postgres-versions.sh" --print-pg-config "$PG_MAJOR")"
 WORK="${PYLON_CRDT_WORK:-/var/tmp/pylon_crdt}"
+# Every test port is below Linux's ephemeral range (32768-60999): a port in it can be held by
+# the TIME_WAIT of one of the many client connections the tests make (closed by the client, so
+# kept 60 s on its side), and a server cannot bind it then (CI once failed so: "could not start
+# server"). 288NN for major NN; tests add 300 (standby) and 400/401 (active-active nodes).
 if [ "$PG_MAJOR" = 15 ]; then
-  PORT="${PYLON_CRDT_PORT:-54329}"
+  PORT="${PYLON_CRDT_PORT:-28815}"
   DATA="$WORK/cluster"
 else
-  PORT="${PYLON_CRDT_PORT:-544$PG_MAJOR}"
+  PORT="${PYLON_CRDT_PORT:-288$PG_MAJOR}"
   DATA="$WORK/cluster-$PG_MAJOR"
 fi
 PGBIN="$(dirname "$PG_CONFIG")"
@@ -42,5 +46,9 @@ start_server() { # bindir, data directory, port
   # The wheel builds' contrib modules that use libpq (dblink) carry the builder's RUNPATH
   # (/opt/postgresql/lib) and would load the system's older libpq: point them at their own.
   as_postgres env "LD_LIBRARY_PATH=$("$1/pg_config" --libdir)" "$1/pg_ctl" -D "$2" -l "$2/server.log" -w \
-    -o "-p $3 -c listen_addresses=127.0.0.1 -c unix_socket_directories=''" start >/dev/null
+    -o "-p $3 -c listen_addresses=127.0.0.1 -c unix_socket_directories=''" start >/dev/null || {
+    echo "start_server: the server in $2 did not start on port $3; the end of its log:" >&2
+    tail -n 20 "$2/server.log" >&2 || true
+    return 1
+  }
 }

@@ -13,7 +13,7 @@
 //! small during the cell. Every cell starts from the same stored rows, after VACUUM and
 //! CHECKPOINT, and measures writes/s, p50/p99 latency and WAL bytes per write.
 //!
-//!   cargo run --release -- postgresql://postgres@127.0.0.1:54349/postgres
+//!   cargo run --release -- postgresql://postgres@127.0.0.1:28849/postgres
 //!
 //! Settings (environment): BENCH_SECONDS per cell (default 5), BENCH_EDITS (10000),
 //! BENCH_CLIENTS (8), BENCH_POOL small rows per client (200), BENCH_CONTENDED (1: also N

@@ -39,7 +39,7 @@ on() { # port, sql... : unaligned, tuples only, in database app
   local port=$1; shift
   "$NEW_BIN/psql" "postgresql://postgres@127.0.0.1:$port/app" -X -q -A -t -v ON_ERROR_STOP=1 "$@"
 }
-OLD_PORT=54461 DUMP_PORT=54462 UPGRADED_PORT=54463 MID_PORT=54464
+OLD_PORT=28861 DUMP_PORT=28862 UPGRADED_PORT=28863 MID_PORT=28864
 populate() { # bin, name, port: the sample docs written on that server
   start_server "$1" "$dir/$2" "$3"
   "$NEW_BIN/psql" "postgresql://postgres@127.0.0.1:$3/postgres" -X -q -c "CREATE DATABASE app"

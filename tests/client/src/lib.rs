@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 /// Connection string of the test cluster's `postgres` database.
 pub fn base_url() -> String {
     std::env::var("PYLON_CRDT_URL")
-        .unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:54339/postgres".into())
+        .unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:28839/postgres".into())
 }
 
 /// Port of the test cluster, from `PYLON_CRDT_URL`.
@@ -34,7 +34,7 @@ pub fn port() -> u16 {
         .nth(1)
         .and_then(|p| p.split('/').next())
         .and_then(|p| p.parse().ok())
-        .unwrap_or(54339)
+        .unwrap_or(28839)
 }
 
 /// Work directory of the test cluster (its data directory is `<work>/cluster`).
