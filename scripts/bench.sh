@@ -8,10 +8,12 @@
 #                                           the one installed in the system Postgres
 #
 # Knobs (see bench/src/main.rs): BENCH_SECONDS per cell (5), BENCH_EDITS (10000),
-# BENCH_CLIENTS (8), BENCH_POOL (200), BENCH_CONTENDED (1); BENCH_BULK_ROWS (100000) for
-# bench/bulk.sql. The run takes about 3 minutes on 2 cores (plus about a minute for the bulk
-# statements), after the release build of the extension (about 5 minutes cold). The cluster keeps
-# running afterwards; stop it with
+# BENCH_CLIENTS (8), BENCH_POOL (200), BENCH_CONTENDED (1); the network round (issue 13):
+# BENCH_HOPS simulated round trips in ms (0,0.2,1; 0 = straight over loopback), BENCH_HOT
+# writers on one hot row (1,8,32), BENCH_HOP_SECONDS per cell (3); BENCH_MATRIX=0 skips the
+# loopback matrix; BENCH_BULK_ROWS (100000) for bench/bulk.sql. The run takes about 9 minutes
+# on 2 cores (plus about a minute for the bulk statements), after the release build of the
+# extension (about 5 minutes cold). The cluster keeps running afterwards; stop it with
 #   PYLON_CRDT_PORT=28849 PYLON_CRDT_WORK=/var/tmp/pylon_crdt_bench scripts/cluster.sh stop
 set -euo pipefail
 cd "$(dirname "$0")/.."

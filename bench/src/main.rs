@@ -20,9 +20,11 @@
 //! clients on one row; 0: skip).
 //! The run drops and recreates the database `pylon_crdt_bench` on that cluster.
 
+mod hop;
 mod workload;
 mod writer;
 
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
@@ -45,6 +47,26 @@ struct Settings {
     clients: usize,
     pool: usize,
     contended: bool,
+    /// The network round: simulated round trips (ms; 0 = straight over loopback).
+    hops: Vec<f64>,
+    /// The network round: writers on one hot row.
+    hot: Vec<usize>,
+    /// The network round: seconds per cell.
+    hop_seconds: f64,
+    /// Whether to run the loopback matrix (BENCH_MATRIX=0 runs only the network round).
+    matrix: bool,
+}
+
+fn list_env<T: FromStr>(name: &str, default: &str) -> Result<Vec<T>> {
+    let v = std::env::var(name).unwrap_or_else(|_| default.into());
+    v.split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| {
+            s.trim()
+                .parse()
+                .map_err(|_| format!("{name}={v}: not a list of values").into())
+        })
+        .collect()
 }
 
 fn env_or<T: FromStr>(name: &str, default: T) -> Result<T> {
@@ -69,6 +91,10 @@ impl Settings {
             clients: env_or("BENCH_CLIENTS", 8)?,
             pool: env_or("BENCH_POOL", 200)?,
             contended: env_or("BENCH_CONTENDED", 1u8)? != 0,
+            hops: list_env("BENCH_HOPS", "0,0.2,1")?,
+            hot: list_env("BENCH_HOT", "1,8,32")?,
+            hop_seconds: env_or("BENCH_HOP_SECONDS", 3.0)?,
+            matrix: env_or("BENCH_MATRIX", 1u8)? != 0,
         })
     }
 }
@@ -166,6 +192,8 @@ impl Templates {
 }
 
 struct Cell {
+    /// The simulated round trip in ms of the network round; `None` in the loopback matrix.
+    hop: Option<f64>,
     size: Size,
     spread: Spread,
     approach: Approach,
@@ -180,6 +208,13 @@ struct Measured {
     wal_per_write: f64,
     /// Mean snapshot size of the cell's rows afterwards; `None` without a doc.
     doc_after: Option<f64>,
+    /// What the row's stored doc grew by per write (one-row cells with a doc).
+    growth_per_write: Option<f64>,
+    /// CPU time of the server backends serving the cell, per write (`None` when the server
+    /// is not on this machine).
+    server_cpu: Option<Duration>,
+    /// CPU time of the benchmark's client threads, per write.
+    client_cpu: Option<Duration>,
 }
 
 struct Bench {
@@ -250,7 +285,11 @@ fn main() -> Result<()> {
         templates,
     };
     let load_before = load_average();
-    let cells = bench.run_all()?;
+    let cells = match bench.settings.matrix {
+        true => bench.run_all()?,
+        false => Vec::new(),
+    };
+    let (network, round_trips) = bench.run_network()?;
     let load = format!("{load_before} before, {} after", load_average());
     let about = Header {
         version,
@@ -259,6 +298,7 @@ fn main() -> Result<()> {
         load,
     };
     print_report(&bench, &about, &cells);
+    print_network(&bench, &network, &round_trips);
     Ok(())
 }
 
@@ -369,6 +409,7 @@ fn create_table(admin: &mut Client, approach: Approach, settings: &Settings) -> 
 impl Bench {
     fn run_all(&mut self) -> Result<Vec<Cell>> {
         let n = self.settings.clients;
+        let seconds = self.settings.seconds;
         let mut cells = Vec::new();
         for size in [Size::Small, Size::Large] {
             let mut spreads = vec![Spread::Single, Spread::Distinct(n)];
@@ -377,21 +418,87 @@ impl Bench {
             }
             for spread in spreads {
                 for (approach, entity) in self.approaches.clone() {
-                    let outcome = self
-                        .run_cell(approach, &entity, size, spread)
-                        .map_err(|e| e.to_string());
-                    let cell = Cell {
-                        size,
-                        spread,
-                        approach,
-                        outcome,
-                    };
+                    let cell = self.cell(None, approach, &entity, size, spread, seconds);
                     eprintln!("{}", table_line(&cell, self.settings.edits));
                     cells.push(cell);
                 }
             }
         }
         Ok(cells)
+    }
+
+    /// The network round (issue 13): small rows at 1 and N clients and one hot row at each
+    /// writer count, through each simulated round trip.
+    fn run_network(&mut self) -> Result<(Vec<Cell>, Vec<RoundTrip>)> {
+        let upstream = upstream(&self.config)?;
+        let spreads: Vec<Spread> = [Spread::Single, Spread::Distinct(self.settings.clients)]
+            .into_iter()
+            .chain(self.settings.hot.iter().map(|&n| Spread::Same(n)))
+            .collect();
+        let approaches: Vec<(Approach, String)> = self
+            .approaches
+            .iter()
+            .filter(|(a, _)| Approach::NETWORK.contains(a))
+            .cloned()
+            .collect();
+        let (mut cells, mut round_trips) = (Vec::new(), Vec::new());
+        for &hop_ms in &self.settings.hops.clone() {
+            let hop = match hop_ms {
+                ms if ms > 0.0 => Some(hop::Hop::start(
+                    upstream,
+                    Duration::from_secs_f64(ms / 1e3),
+                )?),
+                _ => None,
+            };
+            let mut config = self.config.clone();
+            if let Some(hop) = &hop {
+                config.host("127.0.0.1").port(hop.port);
+            }
+            let measured = hop::measured_round_trip(&config)?;
+            eprintln!(
+                "network round: {hop_ms} ms simulated, SELECT 1 takes {:.3} ms",
+                measured.as_secs_f64() * 1e3
+            );
+            round_trips.push((hop_ms, measured));
+            let saved = std::mem::replace(&mut self.config, config);
+            for &spread in &spreads {
+                for (approach, entity) in &approaches {
+                    let cell = self.cell(
+                        Some(hop_ms),
+                        *approach,
+                        entity,
+                        Size::Small,
+                        spread,
+                        self.settings.hop_seconds,
+                    );
+                    eprintln!("{hop_ms} ms {}", table_line(&cell, self.settings.edits));
+                    cells.push(cell);
+                }
+            }
+            self.config = saved;
+        }
+        Ok((cells, round_trips))
+    }
+
+    fn cell(
+        &mut self,
+        hop: Option<f64>,
+        approach: Approach,
+        entity: &str,
+        size: Size,
+        spread: Spread,
+        seconds: f64,
+    ) -> Cell {
+        let outcome = self
+            .run_cell(approach, entity, size, spread, seconds)
+            .map_err(|e| e.to_string());
+        Cell {
+            hop,
+            size,
+            spread,
+            approach,
+            outcome,
+        }
     }
 
     /// Puts the template doc and columns in place on every row of the cell, bypassing
@@ -454,6 +561,7 @@ impl Bench {
         entity: &str,
         size: Size,
         spread: Spread,
+        seconds: f64,
     ) -> Result<Measured> {
         let rows = cell_rows(size, spread, self.settings.pool);
         let mut distinct: Vec<String> = rows.concat();
@@ -461,7 +569,11 @@ impl Bench {
         distinct.dedup();
         self.reset(approach, entity, size, &distinct)?;
 
-        let duration = Duration::from_secs_f64(self.settings.seconds);
+        let duration = Duration::from_secs_f64(seconds);
+        let doc_before = match approach.shape() {
+            Some(_) => Some(self.stored_bytes(entity, &distinct)?),
+            None => None,
+        };
         let next = Arc::new(AtomicU64::new(self.settings.edits + 1));
         // Connected and warmed up (one write each) / measuring.
         let ready = Arc::new(Barrier::new(rows.len() + 1));
@@ -471,7 +583,7 @@ impl Bench {
             .map(|rows| {
                 let (config, entity, rows) = (self.config.clone(), entity.to_owned(), rows.clone());
                 let (next, ready, go) = (next.clone(), ready.clone(), go.clone());
-                thread::spawn(move || -> Result<(Vec<Duration>, Duration)> {
+                thread::spawn(move || -> Result<ClientRun> {
                     let writer =
                         Writer::connect(&config, approach, &entity, &rows[0]).and_then(|mut w| {
                             w.write(&rows[0], next.fetch_add(1, Ordering::Relaxed))?;
@@ -482,6 +594,8 @@ impl Bench {
                     go.wait();
                     let mut writer = writer?;
                     let mut latencies = Vec::new();
+                    let (server_cpu, client_cpu) =
+                        (cpu_time(writer.backend_pid), thread_cpu_time());
                     let start = Instant::now();
                     for row in rows.iter().cycle() {
                         if start.elapsed() >= duration {
@@ -491,7 +605,16 @@ impl Bench {
                         writer.write(row, next.fetch_add(1, Ordering::Relaxed))?;
                         latencies.push(t.elapsed());
                     }
-                    Ok((latencies, start.elapsed()))
+                    let elapsed = start.elapsed();
+                    let since = |before: Option<Duration>, after: Option<Duration>| {
+                        Some(after?.saturating_sub(before?))
+                    };
+                    Ok(ClientRun {
+                        latencies,
+                        elapsed,
+                        server_cpu: since(server_cpu, cpu_time(writer.backend_pid)),
+                        client_cpu: since(client_cpu, thread_cpu_time()),
+                    })
                 })
             })
             .collect();
@@ -505,11 +628,14 @@ impl Bench {
         let mut latencies = Vec::new();
         let mut elapsed = Duration::ZERO;
         let mut failure = None;
+        let (mut server_cpu, mut client_cpu) = (Some(Duration::ZERO), Some(Duration::ZERO));
         for t in threads {
             match t.join().map_err(|_| "client thread panicked")? {
-                Ok((l, e)) => {
-                    latencies.extend(l);
-                    elapsed = elapsed.max(e);
+                Ok(run) => {
+                    latencies.extend(run.latencies);
+                    elapsed = elapsed.max(run.elapsed);
+                    server_cpu = server_cpu.zip(run.server_cpu).map(|(a, b)| a + b);
+                    client_cpu = client_cpu.zip(run.client_cpu).map(|(a, b)| a + b);
                 }
                 Err(e) => failure = Some(e),
             }
@@ -529,19 +655,68 @@ impl Bench {
         }
         latencies.sort_unstable();
         let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
-        let doc_after = match approach.shape() {
-            Some(_) => Some(self.stored_bytes(entity, &distinct)? / distinct.len() as f64),
+        let stored_after = match approach.shape() {
+            Some(_) => Some(self.stored_bytes(entity, &distinct)?),
             None => None,
         };
+        let writes = latencies.len();
+        let growth_per_write = match (spread, doc_before, stored_after) {
+            (Spread::Same(_), Some(before), Some(after)) => Some((after - before) / writes as f64),
+            _ => None,
+        };
         Ok(Measured {
-            writes: latencies.len(),
+            growth_per_write,
+            server_cpu: server_cpu.map(|d| d / writes as u32),
+            client_cpu: client_cpu.map(|d| d / writes as u32),
+            writes,
             per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
             p50: pct(0.50),
             p99: pct(0.99),
-            wal_per_write: wal / latencies.len() as f64,
-            doc_after,
+            wal_per_write: wal / writes as f64,
+            doc_after: stored_after.map(|b| b / distinct.len() as f64),
         })
     }
+}
+
+/// A simulated round trip (ms) and what `SELECT 1` took through it.
+type RoundTrip = (f64, Duration);
+
+/// What one client thread of a cell measured.
+struct ClientRun {
+    latencies: Vec<Duration>,
+    elapsed: Duration,
+    server_cpu: Option<Duration>,
+    client_cpu: Option<Duration>,
+}
+
+/// The server's address, for the simulated hop to forward to.
+fn upstream(config: &postgres::Config) -> Result<SocketAddr> {
+    let host = match config.get_hosts().first() {
+        Some(postgres::config::Host::Tcp(h)) => h.clone(),
+        _ => return Err("the network round needs a TCP server address".into()),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    (host.as_str(), port)
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| format!("{host}:{port} does not resolve").into())
+}
+
+/// CPU time (user + system) a process on this machine has used so far: the scheduler's run
+/// time in /proc/<pid>/schedstat (nanoseconds). `None` when the process is not here.
+fn cpu_time(pid: i32) -> Option<Duration> {
+    schedstat(&format!("/proc/{pid}/schedstat"))
+}
+
+/// CPU time the calling thread has used so far.
+fn thread_cpu_time() -> Option<Duration> {
+    schedstat("/proc/thread-self/schedstat")
+}
+
+fn schedstat(path: &str) -> Option<Duration> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let ns: u64 = text.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
 }
 
 fn bytes(b: f64) -> String {
@@ -620,62 +795,64 @@ fn print_report(bench: &Bench, about: &Header, cells: &[Cell]) {
         s.edits,
         workload::body(0).len(),
     );
-    println!(
+    if !cells.is_empty() {
+        println!(
         "| row | clients | approach | writes/s | p50 ms | p99 ms | WAL/write | doc after | writes |"
     );
-    println!("|---|---|---|--:|--:|--:|--:|--:|--:|");
-    for cell in cells {
-        println!("{}", table_line(cell, s.edits));
-    }
-    for (approach, why) in &bench.skipped {
-        println!("\n{} skipped: {why}", approach.label());
-    }
+        println!("|---|---|---|--:|--:|--:|--:|--:|--:|");
+        for cell in cells {
+            println!("{}", table_line(cell, s.edits));
+        }
+        for (approach, why) in &bench.skipped {
+            println!("\n{} skipped: {why}", approach.label());
+        }
 
-    println!(
+        println!(
         "\n| row | clients | a/b writes/s | f/b writes/s | a/c p50 | f/c p50 | d/c p50 | a/e WAL/write | h/g writes/s | pin µs/write |"
     );
-    println!("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|");
-    let mut seen = Vec::new();
-    for cell in cells {
-        let key = (cell.size == Size::Large, cell.spread);
-        if seen.contains(&key) {
-            continue;
+        println!("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|");
+        let mut seen = Vec::new();
+        for cell in cells {
+            let key = (cell.size == Size::Large, cell.spread);
+            if seen.contains(&key) {
+                continue;
+            }
+            seen.push(key);
+            let get = |a| {
+                cells
+                    .iter()
+                    .find(|c| c.size == cell.size && c.spread == cell.spread && c.approach == a)
+                    .and_then(|c| c.outcome.as_ref().ok())
+            };
+            let ratio = |a, b, of: fn(&Measured) -> f64| match (get(a), get(b)) {
+                (Some(x), Some(y)) if of(y) > 0.0 => format!("{:.2}×", of(x) / of(y)),
+                _ => "–".into(),
+            };
+            let p50 = |m: &Measured| m.p50.as_secs_f64();
+            // What pinning the search_path adds to a write: (g)'s time per write minus (h)'s.
+            let pin_cost = match (get(Approach::Registered), get(Approach::RegisteredPinned)) {
+                (Some(g), Some(h)) if g.per_second > 0.0 && h.per_second > 0.0 => format!(
+                    "{:.1}",
+                    (1.0 / g.per_second - 1.0 / h.per_second) * 1e6 * cell.spread.clients() as f64
+                ),
+                _ => "–".into(),
+            };
+            println!(
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                size_label(cell.size, s.edits),
+                cell.spread.label(),
+                ratio(Approach::Function, Approach::Runtime, |m| m.per_second),
+                ratio(Approach::Floor, Approach::Runtime, |m| m.per_second),
+                ratio(Approach::Function, Approach::Plain, p50),
+                ratio(Approach::Floor, Approach::Plain, p50),
+                ratio(Approach::Enabled, Approach::Plain, p50),
+                ratio(Approach::Function, Approach::FunctionLog, |m| m
+                    .wal_per_write),
+                ratio(Approach::RegisteredPinned, Approach::Registered, |m| m
+                    .per_second),
+                pin_cost,
+            );
         }
-        seen.push(key);
-        let get = |a| {
-            cells
-                .iter()
-                .find(|c| c.size == cell.size && c.spread == cell.spread && c.approach == a)
-                .and_then(|c| c.outcome.as_ref().ok())
-        };
-        let ratio = |a, b, of: fn(&Measured) -> f64| match (get(a), get(b)) {
-            (Some(x), Some(y)) if of(y) > 0.0 => format!("{:.2}×", of(x) / of(y)),
-            _ => "–".into(),
-        };
-        let p50 = |m: &Measured| m.p50.as_secs_f64();
-        // What pinning the search_path adds to a write: (g)'s time per write minus (h)'s.
-        let pin_cost = match (get(Approach::Registered), get(Approach::RegisteredPinned)) {
-            (Some(g), Some(h)) if g.per_second > 0.0 && h.per_second > 0.0 => format!(
-                "{:.1}",
-                (1.0 / g.per_second - 1.0 / h.per_second) * 1e6 * cell.spread.clients() as f64
-            ),
-            _ => "–".into(),
-        };
-        println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            size_label(cell.size, s.edits),
-            cell.spread.label(),
-            ratio(Approach::Function, Approach::Runtime, |m| m.per_second),
-            ratio(Approach::Floor, Approach::Runtime, |m| m.per_second),
-            ratio(Approach::Function, Approach::Plain, p50),
-            ratio(Approach::Floor, Approach::Plain, p50),
-            ratio(Approach::Enabled, Approach::Plain, p50),
-            ratio(Approach::Function, Approach::FunctionLog, |m| m
-                .wal_per_write),
-            ratio(Approach::RegisteredPinned, Approach::Registered, |m| m
-                .per_second),
-            pin_cost,
-        );
     }
 
     println!(
@@ -713,6 +890,111 @@ fn print_report(bench: &Bench, about: &Header, cells: &[Cell]) {
             "| {label} | {} | {} |",
             bytes(t.extension[i].snapshot.len() as f64),
             bytes(t.runtime[i].snapshot.len() as f64)
+        );
+    }
+}
+
+/// The network round's tables (issue 13).
+fn print_network(bench: &Bench, cells: &[Cell], round_trips: &[RoundTrip]) {
+    if cells.is_empty() {
+        return;
+    }
+    let s = &bench.settings;
+    println!(
+        "\n### Across a network hop\n\nThe benchmark's connections go through a proxy that \
+         holds every chunk for half the round trip in each direction (0 = straight over \
+         loopback); {} s per cell, small rows. `N, one row`: N writers on one hot row, which \
+         starts small and grows. Each cell: writes/s, p50 ms, and the CPU time of the server \
+         backends serving the cell per write (from /proc/<pid>/schedstat).\n",
+        s.hop_seconds
+    );
+    for (simulated, measured) in round_trips {
+        println!(
+            "- {simulated} ms simulated: `SELECT 1` takes {:.3} ms (median of 200)",
+            measured.as_secs_f64() * 1e3
+        );
+    }
+    let approaches: Vec<Approach> = Approach::NETWORK
+        .into_iter()
+        .filter(|a| cells.iter().any(|c| c.approach == *a))
+        .collect();
+    println!(
+        "\n| round trip | clients | {} |",
+        approaches
+            .iter()
+            .map(|a| a.label())
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    println!("|---|---|{}", "--:|".repeat(approaches.len()));
+    let mut keys: Vec<(u64, Spread)> = Vec::new();
+    for c in cells {
+        let key = (c.hop.unwrap_or(0.0).to_bits(), c.spread);
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    let get = |hop: u64, spread: Spread, a: Approach| {
+        cells
+            .iter()
+            .find(|c| {
+                c.hop.unwrap_or(0.0).to_bits() == hop && c.spread == spread && c.approach == a
+            })
+            .and_then(|c| c.outcome.as_ref().ok())
+    };
+    let us = |d: Option<Duration>| {
+        d.map_or("–".into(), |d| format!("{:.0} µs", d.as_secs_f64() * 1e6))
+    };
+    for &(hop, spread) in &keys {
+        let line: Vec<String> = approaches
+            .iter()
+            .map(|&a| match get(hop, spread, a) {
+                Some(m) => format!("{:.0}, {}, {}", m.per_second, ms(m.p50), us(m.server_cpu)),
+                None => "failed".into(),
+            })
+            .collect();
+        println!(
+            "| {} ms | {} | {} |",
+            f64::from_bits(hop),
+            spread.label(),
+            line.join(" | ")
+        );
+    }
+
+    println!(
+        "\n| round trip | clients | a/c writes/s | a/b | a/b' | e/b | e/f | server CPU/write a/f | e/f | (b) client CPU/write | growth/write a, e, b |"
+    );
+    println!("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+    for &(hop, spread) in &keys {
+        let ratio = |x, y, of: fn(&Measured) -> Option<f64>| match (
+            get(hop, spread, x).and_then(of),
+            get(hop, spread, y).and_then(of),
+        ) {
+            (Some(x), Some(y)) if y > 0.0 => format!("{:.2}×", x / y),
+            _ => "–".into(),
+        };
+        let rate = |m: &Measured| Some(m.per_second);
+        let cpu = |m: &Measured| m.server_cpu.map(|d| d.as_secs_f64());
+        let growth = [Approach::Function, Approach::FunctionLog, Approach::Runtime]
+            .map(|a| {
+                get(hop, spread, a)
+                    .and_then(|m| m.growth_per_write)
+                    .map_or("–".into(), bytes)
+            })
+            .join(", ");
+        println!(
+            "| {} ms | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            f64::from_bits(hop),
+            spread.label(),
+            ratio(Approach::Function, Approach::Plain, rate),
+            ratio(Approach::Function, Approach::Runtime, rate),
+            ratio(Approach::Function, Approach::RuntimePrepared, rate),
+            ratio(Approach::FunctionLog, Approach::Runtime, rate),
+            ratio(Approach::FunctionLog, Approach::Floor, rate),
+            ratio(Approach::Function, Approach::Floor, cpu),
+            ratio(Approach::FunctionLog, Approach::Floor, cpu),
+            us(get(hop, spread, Approach::Runtime).and_then(|m| m.client_cpu)),
+            growth,
         );
     }
 }

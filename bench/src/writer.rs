@@ -1,11 +1,11 @@
-//! The four ways of writing a row that the benchmark compares, each over its own connection
-//! with its statements prepared once.
+//! The ways of writing a row that the benchmark compares, each over its own connection. All
+//! but (b) prepare their statements once; (b) sends what the pylon runtime sends.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 
 use loro::{ExportMode, LoroDoc};
-use postgres::{Client, NoTls, Statement};
+use postgres::{Client, NoTls, Statement, ToStatement};
 use serde_json::{json, Value};
 
 use crate::workload::{self, Shape};
@@ -16,8 +16,12 @@ pub enum Approach {
     /// (a) `SELECT pylon_crdt_apply_patch(entity, row_id, fields, patch)`, autocommit.
     Function,
     /// (b) the pylon runtime's client-side transaction: lock, select, decode, patch, encode,
-    /// upsert, update.
+    /// upsert, update. As its `PgLoroStore` sends it: string queries through the synchronous
+    /// `postgres` crate, so each statement is prepared on the fly (a Parse round trip, then
+    /// Bind/Execute): with BEGIN and COMMIT, ten round trips per write.
     Runtime,
+    /// (b') (b) with its statements prepared once per connection: six round trips per write.
+    RuntimePrepared,
     /// (c) a plain `UPDATE` of the three columns, no CRDT.
     Plain,
     /// (d) the same plain `UPDATE` on a table enabled with `pylon_crdt_enable`.
@@ -40,9 +44,10 @@ pub enum Approach {
 }
 
 impl Approach {
-    pub const ALL: [Approach; 8] = [
+    pub const ALL: [Approach; 9] = [
         Approach::Function,
         Approach::Runtime,
+        Approach::RuntimePrepared,
         Approach::Plain,
         Approach::Enabled,
         Approach::FunctionLog,
@@ -51,10 +56,21 @@ impl Approach {
         Approach::RegisteredPinned,
     ];
 
+    /// The approaches of the network round (issue 13).
+    pub const NETWORK: [Approach; 6] = [
+        Approach::Function,
+        Approach::FunctionLog,
+        Approach::Runtime,
+        Approach::RuntimePrepared,
+        Approach::Plain,
+        Approach::Floor,
+    ];
+
     pub fn label(self) -> &'static str {
         match self {
             Approach::Function => "(a) pylon_crdt_apply_patch",
             Approach::Runtime => "(b) runtime client-side",
+            Approach::RuntimePrepared => "(b') (b), statements prepared",
             Approach::Plain => "(c) plain UPDATE",
             Approach::Enabled => "(d) UPDATE, enabled table",
             Approach::FunctionLog => "(e) apply_patch, log storage",
@@ -68,6 +84,7 @@ impl Approach {
         match self {
             Approach::Function => "bench_fn",
             Approach::Runtime => "bench_rt",
+            Approach::RuntimePrepared => "bench_rt_prepared",
             Approach::Plain => "bench_plain",
             Approach::Enabled => "bench_enabled",
             Approach::FunctionLog => "bench_log",
@@ -85,7 +102,7 @@ impl Approach {
             | Approach::FunctionLog
             | Approach::Registered
             | Approach::RegisteredPinned => Some(Shape::Extension),
-            Approach::Runtime => Some(Shape::Runtime),
+            Approach::Runtime | Approach::RuntimePrepared => Some(Shape::Runtime),
             Approach::Plain | Approach::Floor => None,
         }
     }
@@ -94,6 +111,36 @@ impl Approach {
     pub fn stores_snapshots(self) -> bool {
         self.shape().is_some() || self == Approach::Floor
     }
+}
+
+/// The runtime's write: lock, select, decode, patch, encode, upsert, update, in one
+/// transaction; `statements` as strings (prepared on the fly) or prepared.
+fn runtime_write<S: ToStatement + ?Sized>(
+    client: &mut Client,
+    statements: [&S; 4],
+    entity: &str,
+    row_id: &str,
+    n: u64,
+) -> Result<()> {
+    let mut tx = client.transaction()?;
+    tx.execute(
+        statements[0],
+        &[&advisory_key(entity), &advisory_key(row_id)],
+    )?;
+    let stored: Option<Vec<u8>> = tx
+        .query_opt(statements[1], &[&entity, &row_id])?
+        .map(|r| r.get(0));
+    let doc = LoroDoc::new();
+    if let Some(bytes) = stored {
+        doc.import(&bytes)?;
+    }
+    workload::apply_write(&doc, Shape::Runtime, n)?;
+    let snapshot = doc.export(ExportMode::Snapshot)?;
+    tx.execute(statements[2], &[&entity, &row_id, &snapshot])?;
+    let row = workload::project(&doc);
+    tx.execute(statements[3], &[&row.title, &row.body, &row.votes, &row_id])?;
+    tx.commit()?;
+    Ok(())
 }
 
 /// The runtime's `pg_advisory_key`: low 32 bits of std's `DefaultHasher` over the `&str`.
@@ -113,6 +160,10 @@ pub struct Writer {
     entity: String,
     fields: Value,
     statements: Vec<Statement>,
+    /// (b): the statements, sent as strings.
+    runtime_sql: Vec<String>,
+    /// The server process serving this connection (for its CPU time).
+    pub backend_pid: i32,
     /// (f): the blob written as the snapshot, the size of the one stored at connect.
     floor_snapshot: Vec<u8>,
 }
@@ -136,7 +187,7 @@ impl Writer {
             Approach::Function | Approach::FunctionLog => vec![
                 "SELECT pylon_crdt_apply_patch($1::text, $2::text, $3::jsonb, $4::jsonb)".into(),
             ],
-            Approach::Runtime => vec![
+            Approach::Runtime | Approach::RuntimePrepared => vec![
                 "SELECT pg_advisory_xact_lock($1::int4, $2::int4)".into(),
                 "SELECT snapshot FROM _pylon_crdt_snapshots WHERE entity = $1 AND row_id = $2"
                     .into(),
@@ -163,16 +214,24 @@ impl Writer {
                 .get(0),
             _ => Vec::new(),
         };
-        let statements = sql
-            .iter()
-            .map(|s| client.prepare(s))
-            .collect::<std::result::Result<_, _>>()?;
+        let backend_pid = client.query_one("SELECT pg_backend_pid()", &[])?.get(0);
+        let (statements, runtime_sql) = if approach == Approach::Runtime {
+            (Vec::new(), sql)
+        } else {
+            let prepared = sql
+                .iter()
+                .map(|s| client.prepare(s))
+                .collect::<std::result::Result<_, _>>()?;
+            (prepared, Vec::new())
+        };
         Ok(Writer {
             client,
             approach,
             entity: entity.to_owned(),
             fields: serde_json::from_str(workload::FIELDS)?,
             statements,
+            runtime_sql,
+            backend_pid,
             floor_snapshot,
         })
     }
@@ -196,24 +255,27 @@ impl Writer {
                     "body": workload::body(n),
                     "votes": {"increment": 1},
                 });
-                self.client.execute(&s[0], &[&self.entity, &row_id, &patch])?;
+                self.client
+                    .execute(&s[0], &[&self.entity, &row_id, &patch])?;
             }
             Approach::Runtime => {
-                let mut tx = self.client.transaction()?;
-                tx.execute(&s[0], &[&advisory_key(&self.entity), &advisory_key(row_id)])?;
-                let stored: Option<Vec<u8>> = tx
-                    .query_opt(&s[1], &[&self.entity, &row_id])?
-                    .map(|r| r.get(0));
-                let doc = LoroDoc::new();
-                if let Some(bytes) = stored {
-                    doc.import(&bytes)?;
-                }
-                workload::apply_write(&doc, Shape::Runtime, n)?;
-                let snapshot = doc.export(ExportMode::Snapshot)?;
-                tx.execute(&s[2], &[&self.entity, &row_id, &snapshot])?;
-                let row = workload::project(&doc);
-                tx.execute(&s[3], &[&row.title, &row.body, &row.votes, &row_id])?;
-                tx.commit()?;
+                let q = &self.runtime_sql;
+                runtime_write(
+                    &mut self.client,
+                    [&q[0], &q[1], &q[2], &q[3]],
+                    &self.entity,
+                    row_id,
+                    n,
+                )?;
+            }
+            Approach::RuntimePrepared => {
+                runtime_write(
+                    &mut self.client,
+                    [&s[0], &s[1], &s[2], &s[3]],
+                    &self.entity,
+                    row_id,
+                    n,
+                )?;
             }
             Approach::Plain | Approach::Enabled => {
                 let votes = n as i32;
