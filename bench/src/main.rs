@@ -450,10 +450,10 @@ impl Bench {
                 )?),
                 _ => None,
             };
-            let mut config = self.config.clone();
-            if let Some(hop) = &hop {
-                config.host("127.0.0.1").port(hop.port);
-            }
+            let config = match &hop {
+                Some(hop) => hop::through(&self.config, hop),
+                None => self.config.clone(),
+            };
             let measured = hop::measured_round_trip(&config)?;
             eprintln!(
                 "network round: {hop_ms} ms simulated, SELECT 1 takes {:.3} ms",
