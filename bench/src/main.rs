@@ -17,7 +17,7 @@
 //!
 //! Settings (environment): BENCH_SECONDS per cell (default 5), BENCH_EDITS (10000),
 //! BENCH_CLIENTS (8), BENCH_POOL small rows per client (200), BENCH_CONTENDED (1: also N
-//! clients on one row; 0: skip).
+//! clients on one row; 0: skip); BENCH_APPROACHES a subset by letter (e.g. `a,e,f`; all).
 //! The run drops and recreates the database `pylon_crdt_bench` on that cluster.
 
 mod hop;
@@ -258,7 +258,11 @@ fn main() -> Result<()> {
     eprintln!("backends load {library}");
 
     let (mut approaches, mut skipped) = (Vec::new(), Vec::new());
+    let picked: Vec<String> = list_env("BENCH_APPROACHES", "")?;
     for approach in Approach::ALL {
+        if !picked.is_empty() && !picked.iter().any(|k| k == approach.key()) {
+            continue;
+        }
         match create_table(&mut admin, approach, &settings) {
             Ok(entity) => approaches.push((approach, entity)),
             Err(e) => {

@@ -66,6 +66,12 @@ impl Approach {
         Approach::Floor,
     ];
 
+    /// The letter the labels and ratios use (`BENCH_APPROACHES` picks by it).
+    pub fn key(self) -> &'static str {
+        let label = self.label();
+        &label[1..label.find(')').unwrap_or(1)]
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Approach::Function => "(a) pylon_crdt_apply_patch",
