@@ -55,6 +55,9 @@ struct Settings {
     hop_seconds: f64,
     /// Whether to run the loopback matrix (BENCH_MATRIX=0 runs only the network round).
     matrix: bool,
+    /// Whether the network round writes small rows at 1 and N clients (BENCH_SMALL=0: only
+    /// the hot row).
+    small_rows: bool,
 }
 
 fn list_env<T: FromStr>(name: &str, default: &str) -> Result<Vec<T>> {
@@ -95,6 +98,7 @@ impl Settings {
             hot: list_env("BENCH_HOT", "1,8,32")?,
             hop_seconds: env_or("BENCH_HOP_SECONDS", 3.0)?,
             matrix: env_or("BENCH_MATRIX", 1u8)? != 0,
+            small_rows: env_or("BENCH_SMALL", 1u8)? != 0,
         })
     }
 }
@@ -435,7 +439,11 @@ impl Bench {
     /// writer count, through each simulated round trip.
     fn run_network(&mut self) -> Result<(Vec<Cell>, Vec<RoundTrip>)> {
         let upstream = upstream(&self.config)?;
-        let spreads: Vec<Spread> = [Spread::Single, Spread::Distinct(self.settings.clients)]
+        let small = match self.settings.small_rows {
+            true => vec![Spread::Single, Spread::Distinct(self.settings.clients)],
+            false => Vec::new(),
+        };
+        let spreads: Vec<Spread> = small
             .into_iter()
             .chain(self.settings.hot.iter().map(|&n| Spread::Same(n)))
             .collect();
