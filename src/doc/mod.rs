@@ -268,6 +268,10 @@ pub fn import(doc: &LoroDoc, bytes: &[u8]) -> Result<(), DocError> {
     refuse_pending(status, "update depends on history this doc does not have")
 }
 
+/// Header bytes 20..22 of a Loro blob of updates (after the magic and the checksum: its
+/// encoding mode, big-endian).
+const UPDATES_MODE: [u8; 2] = [0, 4];
+
 /// A full snapshot's changes as an update blob, for a doc that already holds some history.
 /// Loro 1.17.1 can panic ("counter should be continuous") while importing a snapshot into a
 /// doc that holds part of the snapshot's history (two nodes' docs of one row, each with the
@@ -275,6 +279,11 @@ pub fn import(doc: &LoroDoc, bytes: &[u8]) -> Result<(), DocError> {
 /// changes as an update import cleanly. Costs a second decode of the snapshot. `None` for
 /// anything else (updates, shallow snapshots) or bytes that do not decode.
 pub fn snapshot_as_update(bytes: &[u8]) -> Option<Vec<u8>> {
+    // Most blobs are updates (peers', log entries) and say so in their header (bytes 20..22,
+    // the encoding mode); reading the metadata to find out would decode every change.
+    if bytes.get(20..22) == Some(&UPDATES_MODE[..]) {
+        return None;
+    }
     let meta = LoroDoc::decode_import_blob_meta(bytes, false).ok()?;
     if !matches!(meta.mode, loro::EncodedBlobMode::Snapshot) {
         return None;

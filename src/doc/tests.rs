@@ -1317,3 +1317,22 @@ fn a_snapshot_merges_into_a_doc_holding_part_of_its_history() {
         doc.get_deep_value()
     );
 }
+
+#[test]
+fn only_snapshots_are_turned_into_updates() {
+    let doc = load(None).unwrap();
+    patched(
+        &doc,
+        json!({"title": "a", "body": "hello", "votes": {"increment": 2}}),
+    );
+    let update = doc.export(ExportMode::all_updates()).unwrap();
+    assert_eq!(snapshot_as_update(&update), None);
+    let converted = snapshot_as_update(&snapshot(&doc)).expect("a snapshot converts");
+    let copy = load(None).unwrap();
+    import(&copy, &converted).unwrap();
+    assert_eq!(copy.get_deep_value(), doc.get_deep_value());
+    assert_eq!(
+        snapshot_as_update(b"not a loro blob at all, long enough"),
+        None
+    );
+}
