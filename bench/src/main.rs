@@ -417,7 +417,11 @@ fn create_table(admin: &mut Client, approach: Approach, settings: &Settings) -> 
 impl Bench {
     fn run_all(&mut self) -> Result<Vec<Cell>> {
         let n = self.settings.clients;
-        let seconds = self.settings.seconds;
+        let round = Round {
+            hop: None,
+            config: self.config.clone(),
+            seconds: self.settings.seconds,
+        };
         let mut cells = Vec::new();
         for size in [Size::Small, Size::Large] {
             let mut spreads = vec![Spread::Single, Spread::Distinct(n)];
@@ -426,7 +430,7 @@ impl Bench {
             }
             for spread in spreads {
                 for (approach, entity) in self.approaches.clone() {
-                    let cell = self.cell(None, approach, &entity, size, spread, seconds);
+                    let cell = self.cell(&round, approach, &entity, size, spread);
                     eprintln!("{}", table_line(&cell, self.settings.edits));
                     cells.push(cell);
                 }
@@ -462,50 +466,44 @@ impl Bench {
                 )?),
                 _ => None,
             };
-            let config = match &hop {
-                Some(hop) => hop::through(&self.config, hop),
-                None => self.config.clone(),
+            let round = Round {
+                hop: Some(hop_ms),
+                config: match &hop {
+                    Some(hop) => hop::through(&self.config, hop),
+                    None => self.config.clone(),
+                },
+                seconds: self.settings.hop_seconds,
             };
-            let measured = hop::measured_round_trip(&config)?;
+            let measured = hop::measured_round_trip(&round.config)?;
             eprintln!(
                 "network round: {hop_ms} ms simulated, SELECT 1 takes {:.3} ms",
                 measured.as_secs_f64() * 1e3
             );
             round_trips.push((hop_ms, measured));
-            let saved = std::mem::replace(&mut self.config, config);
             for &spread in &spreads {
                 for (approach, entity) in &approaches {
-                    let cell = self.cell(
-                        Some(hop_ms),
-                        *approach,
-                        entity,
-                        Size::Small,
-                        spread,
-                        self.settings.hop_seconds,
-                    );
+                    let cell = self.cell(&round, *approach, entity, Size::Small, spread);
                     eprintln!("{hop_ms} ms {}", table_line(&cell, self.settings.edits));
                     cells.push(cell);
                 }
             }
-            self.config = saved;
         }
         Ok((cells, round_trips))
     }
 
     fn cell(
         &mut self,
-        hop: Option<f64>,
+        round: &Round,
         approach: Approach,
         entity: &str,
         size: Size,
         spread: Spread,
-        seconds: f64,
     ) -> Cell {
         let outcome = self
-            .run_cell(approach, entity, size, spread, seconds)
+            .run_cell(round, approach, entity, size, spread)
             .map_err(|e| e.to_string());
         Cell {
-            hop,
+            hop: round.hop,
             size,
             spread,
             approach,
@@ -569,11 +567,11 @@ impl Bench {
 
     fn run_cell(
         &mut self,
+        round: &Round,
         approach: Approach,
         entity: &str,
         size: Size,
         spread: Spread,
-        seconds: f64,
     ) -> Result<Measured> {
         let rows = cell_rows(size, spread, self.settings.pool);
         let mut distinct: Vec<String> = rows.concat();
@@ -581,7 +579,7 @@ impl Bench {
         distinct.dedup();
         self.reset(approach, entity, size, &distinct)?;
 
-        let duration = Duration::from_secs_f64(seconds);
+        let duration = Duration::from_secs_f64(round.seconds);
         let doc_before = match approach.shape() {
             Some(_) => Some(self.stored_bytes(entity, &distinct)?),
             None => None,
@@ -593,7 +591,8 @@ impl Bench {
         let threads: Vec<_> = rows
             .iter()
             .map(|rows| {
-                let (config, entity, rows) = (self.config.clone(), entity.to_owned(), rows.clone());
+                let (config, entity, rows) =
+                    (round.config.clone(), entity.to_owned(), rows.clone());
                 let (next, ready, go) = (next.clone(), ready.clone(), go.clone());
                 thread::spawn(move || -> Result<ClientRun> {
                     let writer =
@@ -688,6 +687,15 @@ impl Bench {
             doc_after: stored_after.map(|b| b / distinct.len() as f64),
         })
     }
+}
+
+/// How a set of cells connects and how long each runs: straight to the server (the loopback
+/// matrix) or through a simulated hop (the network round).
+struct Round {
+    /// The simulated round trip in ms; `None` for the loopback matrix.
+    hop: Option<f64>,
+    config: postgres::Config,
+    seconds: f64,
 }
 
 /// A simulated round trip (ms) and what `SELECT 1` took through it.
