@@ -580,10 +580,6 @@ impl Bench {
         self.reset(approach, entity, size, &distinct)?;
 
         let duration = Duration::from_secs_f64(round.seconds);
-        let doc_before = match approach.shape() {
-            Some(_) => Some(self.stored_bytes(entity, &distinct)?),
-            None => None,
-        };
         let next = Arc::new(AtomicU64::new(self.settings.edits + 1));
         // Connected and warmed up (one write each) / measuring.
         let ready = Arc::new(Barrier::new(rows.len() + 1));
@@ -631,11 +627,19 @@ impl Bench {
             .collect();
 
         ready.wait();
-        let wal_before: String = self
+        // Baselines after the warm-up writes, so growth and WAL count only the measured ones.
+        // Barrier errors wait until the clients are past `go`.
+        let wal_before = self
             .admin
-            .query_one("SELECT pg_current_wal_lsn()::text", &[])?
-            .get(0);
+            .query_one("SELECT pg_current_wal_lsn()::text", &[])
+            .map(|r| r.get::<_, String>(0));
+        let doc_before = match approach.shape() {
+            Some(_) => Some(self.stored_bytes(entity, &distinct)),
+            None => None,
+        };
         go.wait();
+        let wal_before = wal_before?;
+        let doc_before = doc_before.transpose()?;
         let mut latencies = Vec::new();
         let mut elapsed = Duration::ZERO;
         let mut failure = None;
