@@ -23,7 +23,7 @@ use pgrx::prelude::*;
 use serde_json::{json, Value};
 
 use crate::doc::{self, Notice, NoticeFrom};
-use crate::error::RowRef;
+use crate::error::{OrRaise, RowRef};
 use crate::materialize::EntityTable;
 
 /// Whether entities without a registered table notify (`pylon_crdt.notify_unregistered`).
@@ -111,8 +111,15 @@ pub fn notice_from(entity: &str, row_id: &str) -> Option<NoticeFrom> {
 }
 
 /// Records a change to a row's doc, made with the row locked: `before` is the doc's version
-/// before this change, `existed` whether it had a stored doc then.
-pub fn wrote(row: RowRef<'_>, kind: Kind, before: &VersionVector, existed: bool, doc: &LoroDoc) {
+/// before this change (`delta` its update since then), `existed` whether it had a stored doc.
+pub fn wrote(
+    row: RowRef<'_>,
+    kind: Kind,
+    before: &VersionVector,
+    existed: bool,
+    doc: &LoroDoc,
+    delta: &doc::WriteDelta<'_>,
+) {
     if !enabled(row.entity) {
         return;
     }
@@ -123,7 +130,8 @@ pub fn wrote(row: RowRef<'_>, kind: Kind, before: &VersionVector, existed: bool,
             .map(|e| (e.start.clone(), e.created, e.too_large))
     });
     let (start, created, too_large) = prior.unwrap_or_else(|| (before.clone(), !existed, false));
-    let notice = doc::notice(doc, start, !too_large);
+    let notice =
+        doc::guarded(|| Ok(doc::notice(doc, start, !too_large, Some(delta)))).or_raise(row);
     put(key, kind, notice, created, too_large);
 }
 

@@ -23,7 +23,6 @@
 
 use std::cell::Cell;
 
-use loro::{LoroDoc, VersionVector};
 use pgrx::prelude::*;
 use pgrx::{PgTrigger, PgTriggerError, WhoAllocated};
 
@@ -80,13 +79,13 @@ fn pass_through(insert: &str, args: &[DatumWithOid<'_>]) -> i64 {
     })
 }
 
-/// A write's change to a row's doc: its update since `before`.
-pub fn wrote(row: RowRef<'_>, doc: &LoroDoc, before: &VersionVector) {
+/// A write's change to a row's doc: its update.
+pub fn wrote(row: RowRef<'_>, delta: &doc::WriteDelta<'_>) {
     if !sends() {
         return;
     }
-    let update = doc::guarded(|| doc::updates_since(doc, before)).or_raise(row);
-    send(row.entity, vec![Some(row.row_id)], vec![Some(&update)]);
+    let update = doc::guarded(|| delta.bytes()).or_raise(row);
+    send(row.entity, vec![Some(row.row_id)], vec![Some(update)]);
 }
 
 /// A statement's updates of many rows.

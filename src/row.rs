@@ -3,7 +3,7 @@
 //! other entity) and goes through `merge` (or, for statements over many rows,
 //! `doc::rebuild` via `batch`), so all paths load, seed and save alike.
 
-use loro::{LoroDoc, VersionVector};
+use loro::LoroDoc;
 use pgrx::prelude::*;
 use serde_json::{Map, Value};
 
@@ -175,28 +175,29 @@ pub fn merge(
     let projection = doc::guarded(|| doc::project(&doc, fields)).or_raise(row);
     let unchanged = exists && doc.oplog_vv() == before; // then no write, no WAL
     cache::remember_peer(row.entity, row.row_id, &doc);
+    let delta = doc::WriteDelta::new(&doc, &before);
     if !unchanged {
-        notify::wrote(row, kind, &before, exists, &doc);
+        notify::wrote(row, kind, &before, exists, &doc, &delta);
     }
     let batched = save == Save::Batched
         && storage == Storage::Snapshot
         && stamp.log_seq.is_none()
         && !unchanged;
     if !unchanged {
-        crate::replication::wrote(row, &doc, &before);
+        crate::replication::wrote(row, &delta);
     }
-    if batched {
-        crate::batch::save(row, doc.into_inner()); // recorded in the changes feed when stored
-    } else {
-        if !unchanged {
+    let stamp = match (batched, unchanged) {
+        (true, _) => None,
+        (false, true) => Some(stamp),
+        (false, false) => {
             crate::changes::record(row.entity, &[row.row_id], false);
+            Some(persist(row, &doc, &delta, stamp, storage, exists))
         }
-        let stamp = if unchanged {
-            stamp
-        } else {
-            persist(row, &doc, &before, stamp, storage, exists)
-        };
-        cache::put(row.entity, row.row_id, doc.into_inner(), stamp);
+    };
+    drop(delta);
+    match stamp {
+        Some(stamp) => cache::put(row.entity, row.row_id, doc.into_inner(), stamp),
+        None => crate::batch::save(row, doc.into_inner()), // in the changes feed when stored
     }
     let changed = differing(old.as_object(), &projection);
     Merged {
@@ -233,23 +234,23 @@ pub fn stale_columns(row: &Map<String, Value>, projection: &Value) -> Option<Val
     (!stale.is_empty()).then_some(Value::Object(stale))
 }
 
-/// Stores a changed doc: in log mode its delta since `before`, else (or past the threshold)
-/// the full snapshot with the log folded in.
+/// Stores a changed doc: in log mode the write's delta, else (or past the threshold) the full
+/// snapshot with the log folded in.
 fn persist(
     row: RowRef<'_>,
     doc: &LoroDoc,
-    before: &VersionVector,
+    delta: &doc::WriteDelta<'_>,
     stamp: Stamp,
     storage: Storage,
     exists: bool,
 ) -> Stamp {
     if storage == Storage::Log && exists {
-        let delta = doc::guarded(|| doc::updates_since(doc, before)).or_raise(row);
+        let delta = doc::guarded(|| delta.bytes()).or_raise(row);
         let max_entries = i64::from(LOG_COMPACT_THRESHOLD.get().max(0));
         let max_bytes = LOG_COMPACT_RATIO.get() * stamp.snapshot_bytes as f64;
         let log_bytes = stamp.log_bytes + delta.len() as i64;
         if stamp.log_len < max_entries && (log_bytes as f64) <= max_bytes {
-            let seq = store::append_log(row, &delta);
+            let seq = store::append_log(row, delta);
             return Stamp {
                 log_seq: Some(seq),
                 log_len: stamp.log_len + 1,

@@ -167,16 +167,53 @@ pub struct Notice {
 }
 
 /// The notice of a change to `doc` since `start`; `with_update: false` skips the export (an
-/// earlier write of the transaction already found the update too large).
-pub fn notice(doc: &LoroDoc, start: VersionVector, with_update: bool) -> Notice {
-    let update = with_update
-        .then(|| updates_since(doc, &start).ok())
-        .flatten()
-        .filter(|u| u.len() <= NOTICE_UPDATE_MAX);
+/// earlier write of the transaction already found the update too large). A notice that starts
+/// where the write did takes its update from `delta` instead of exporting it again.
+pub fn notice(
+    doc: &LoroDoc,
+    start: VersionVector,
+    with_update: bool,
+    delta: Option<&WriteDelta<'_>>,
+) -> Notice {
+    let update = match delta.filter(|d| *d.before == start) {
+        _ if !with_update => None,
+        Some(delta) => delta.bytes().ok().map(<[u8]>::to_vec),
+        None => updates_since(doc, &start).ok(),
+    }
+    .filter(|u| u.len() <= NOTICE_UPDATE_MAX);
     Notice {
         version: version(doc),
         start,
         update,
+    }
+}
+
+/// The update one write made to a doc (its ops since `before`), exported at most once: log
+/// storage, notifications and replication each want the same bytes.
+pub struct WriteDelta<'a> {
+    doc: &'a LoroDoc,
+    before: &'a VersionVector,
+    bytes: std::cell::OnceCell<Result<Vec<u8>, DocError>>,
+}
+
+impl<'a> WriteDelta<'a> {
+    pub fn new(doc: &'a LoroDoc, before: &'a VersionVector) -> Self {
+        WriteDelta {
+            doc,
+            before,
+            bytes: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// The update, exported on first use.
+    pub fn bytes(&self) -> Result<&[u8], DocError> {
+        match self
+            .bytes
+            .get_or_init(|| updates_since(self.doc, self.before))
+        {
+            Ok(bytes) => Ok(bytes),
+            Err(e) => Err(e.clone()),
+        }
     }
 }
 
@@ -220,13 +257,18 @@ pub fn rebuild(
         let projection = project(&doc, fields)?;
         let edited = doc.oplog_vv() != before;
         let changed = stored.len() != 1 || edited;
+        let write_delta = WriteDelta::new(&doc, &before);
         let notice = match notice_from.filter(|_| edited || stored.is_empty()) {
-            Some(NoticeFrom::Before) => Some(self::notice(&doc, before.clone(), true)),
-            Some(NoticeFrom::Version(start)) => Some(self::notice(&doc, start.clone(), true)),
+            Some(NoticeFrom::Before) => {
+                Some(self::notice(&doc, before.clone(), true, Some(&write_delta)))
+            }
+            Some(NoticeFrom::Version(start)) => {
+                Some(self::notice(&doc, start.clone(), true, Some(&write_delta)))
+            }
             None => None,
         };
         let delta = match delta && (edited || stored.is_empty()) {
-            true => Some(updates_since(&doc, &before)?),
+            true => Some(write_delta.bytes()?.to_vec()),
             false => None,
         };
         Ok(Rebuilt {

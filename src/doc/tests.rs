@@ -995,6 +995,51 @@ fn notices_carry_the_update_since_their_start() {
     assert!(!large.version.is_empty());
 }
 
+/// A write's update is exported once and shared: the notice that starts where the write did
+/// carries those very bytes (one starting earlier exports its own), and a bulk job's
+/// replication delta equals its notice's update.
+#[test]
+fn a_writes_update_is_shared_by_its_consumers() {
+    let fields = fields();
+    let doc = load(None).unwrap();
+    patched(&doc, json!({"title": "a", "votes": 1}));
+    let start = doc.oplog_vv();
+    patched(&doc, json!({"body": "b"}));
+    let before = doc.oplog_vv();
+    patched(&doc, json!({"votes": {"increment": 2}}));
+    let delta = WriteDelta::new(&doc, &before);
+    let exported = updates_since(&doc, &before).unwrap();
+    assert_eq!(delta.bytes().unwrap(), &exported[..]);
+    assert!(std::ptr::eq(delta.bytes().unwrap(), delta.bytes().unwrap()));
+
+    let same_start = notice(&doc, before.clone(), true, Some(&delta));
+    assert_eq!(same_start.update.as_deref(), Some(&exported[..]));
+    let earlier = notice(&doc, start.clone(), true, Some(&delta));
+    assert_eq!(earlier.update, Some(updates_since(&doc, &start).unwrap()));
+    assert_ne!(earlier.update, same_start.update);
+    assert!(notice(&doc, before.clone(), false, Some(&delta))
+        .update
+        .is_none());
+
+    let stored = snapshot(&load(None).unwrap());
+    let rebuilt = rebuild(
+        std::slice::from_ref(&stored),
+        None,
+        &fields,
+        &json!({"title": "c"}),
+        None,
+        Editor {
+            peer: 7,
+            notice_from: Some(&NoticeFrom::Before),
+            delta: true,
+            ..Editor::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(rebuilt.delta, rebuilt.notice.unwrap().update);
+    assert!(rebuilt.delta.is_some());
+}
+
 fn spec(value: Value) -> Vec<Field> {
     parse_fields(&value).unwrap()
 }
