@@ -633,10 +633,9 @@ impl Bench {
             .admin
             .query_one("SELECT pg_current_wal_lsn()::text", &[])
             .map(|r| r.get::<_, String>(0));
-        let doc_before = match approach.shape() {
-            Some(_) => Some(self.stored_bytes(entity, &distinct)),
-            None => None,
-        };
+        let doc_before = approach
+            .shape()
+            .map(|_| self.stored_bytes(entity, &distinct));
         go.wait();
         let wal_before = wal_before?;
         let doc_before = doc_before.transpose()?;
@@ -900,6 +899,30 @@ fn print_report(bench: &Bench, about: &Header, cells: &[Cell]) {
                 us(c.delta)
             ),
             Err(e) => println!("| {} | failed: {e} | | |", size_label(size, s.edits)),
+        }
+    }
+
+    println!(
+        "\nWhat a writer of a hot row pays in Loro alone to catch up (`log` storage): 8 docs \
+         of one row take 250 turns each (2,000 writes), each importing the others' changes \
+         one by one before writing; then one change imported into a doc just decoded from \
+         the row's snapshot (a cache miss, or after a fold):\n"
+    );
+    println!("| peers | import of one missed change | first import after a decode | snapshot |");
+    println!("|---|--:|--:|--:|");
+    for (label, every) in [
+        ("one per writer, as now", 0),
+        ("a new one every 16 writes, as before", 16),
+    ] {
+        let us = |d: Duration| format!("{:.0} µs", d.as_secs_f64() * 1e6);
+        match workload::catch_up_costs(8, 250, every) {
+            Ok(c) => println!(
+                "| {label} | {} | {} | {} |",
+                us(c.per_import),
+                us(c.after_decode),
+                bytes(c.snapshot_bytes as f64)
+            ),
+            Err(e) => println!("| {label} | failed: {e} | | |"),
         }
     }
 

@@ -150,25 +150,29 @@ pub struct LoroCosts {
     pub delta: std::time::Duration,
 }
 
-/// Times `writes` consecutive writes on the doc stored as `snapshot`, under a peer that
-/// changes every 16 writes as the extension's does. A warm loop: a lower bound for the same
+/// One extension-shaped write `n`: title set, body edited over its changed middle, votes +1.
+fn extension_write(doc: &LoroDoc, n: u64) -> Result<()> {
+    let row = root(doc);
+    row.insert("title", title(n))?;
+    splice_changed_middle(&child(&row, "body", LoroText::new())?, &body(n))?;
+    child(&row, "votes", LoroCounter::new())?.increment(1.0)?;
+    doc.commit();
+    Ok(())
+}
+
+/// Times `writes` consecutive writes on the doc stored as `snapshot`, under one peer as the
+/// extension's writes of a row from one backend are. A warm loop: a lower bound for the same
 /// work inside a backend between network waits.
 pub fn loro_costs(snapshot: &[u8], writes: u64) -> Result<LoroCosts> {
     use std::time::{Duration, Instant};
     let doc = LoroDoc::new();
     doc.import(snapshot)?;
+    fresh_peer(&doc)?;
     let (mut apply, mut full, mut delta) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     for n in 0..writes {
         let before = doc.oplog_vv();
         let t = Instant::now();
-        if n % 16 == 0 {
-            fresh_peer(&doc)?;
-        }
-        let row = root(&doc);
-        row.insert("title", title(n))?;
-        splice_changed_middle(&child(&row, "body", LoroText::new())?, &body(n))?;
-        child(&row, "votes", LoroCounter::new())?.increment(1.0)?;
-        doc.commit();
+        extension_write(&doc, n)?;
         let applied = Instant::now();
         doc.export(ExportMode::Snapshot)?;
         let exported = Instant::now();
@@ -185,6 +189,63 @@ pub fn loro_costs(snapshot: &[u8], writes: u64) -> Result<LoroCosts> {
     })
 }
 
+/// What catching up costs a writer of a hot row in Loro alone (see `catch_up_costs`).
+pub struct CatchUp {
+    /// Mean time to import one missed change into a writer's warm doc.
+    pub per_import: std::time::Duration,
+    /// Time of the first import into a doc just decoded from the row's snapshot, as after a
+    /// cache miss or a `log` fold.
+    pub after_decode: std::time::Duration,
+    /// The row's snapshot at the end.
+    pub snapshot_bytes: usize,
+}
+
+/// `writers` docs of one row take `turns` turns each, as `log` storage's writers do: import
+/// the changes the others made since this writer's last turn, one at a time, then write.
+/// Each writer keeps its peer for `peer_every` writes (0: for good).
+pub fn catch_up_costs(writers: usize, turns: usize, peer_every: u64) -> Result<CatchUp> {
+    use std::time::{Duration, Instant};
+    let docs: Vec<LoroDoc> = (0..writers).map(|_| LoroDoc::new()).collect();
+    let mut seen = vec![0usize; writers];
+    let mut log: Vec<Vec<u8>> = Vec::new();
+    let (mut importing, mut imports) = (Duration::ZERO, 0u32);
+    let mut n = 0u64;
+    for turn in 0..turns as u64 {
+        for (w, doc) in docs.iter().enumerate() {
+            let t = Instant::now();
+            for update in &log[seen[w]..] {
+                doc.import(update)?;
+                imports += 1;
+            }
+            importing += t.elapsed();
+            if turn == 0 || (peer_every > 0 && turn % peer_every == 0) {
+                fresh_peer(doc)?;
+            }
+            let before = doc.oplog_vv();
+            extension_write(doc, n)?;
+            n += 1;
+            log.push(doc.export(ExportMode::updates(&before))?);
+            seen[w] = log.len();
+        }
+    }
+    // A doc decoded from the snapshot of all but the last change, then given that change.
+    let (last, older) = log.split_last().ok_or("no writes")?;
+    let base = LoroDoc::new();
+    for update in older {
+        base.import(update)?;
+    }
+    let snapshot = base.export(ExportMode::Snapshot)?;
+    let decoded = LoroDoc::new();
+    decoded.import(&snapshot)?;
+    let t = Instant::now();
+    decoded.import(last)?;
+    Ok(CatchUp {
+        per_import: importing / imports.max(1),
+        after_decode: t.elapsed(),
+        snapshot_bytes: snapshot.len(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,6 +258,13 @@ mod tests {
             assert!(common_prefix < a.len());
             assert!(b.len() - PARAGRAPH.len() <= 4);
         }
+    }
+
+    #[test]
+    fn catching_up_imports_every_missed_change() {
+        let c = catch_up_costs(3, 4, 2).unwrap();
+        assert!(c.per_import > std::time::Duration::ZERO);
+        assert!(c.snapshot_bytes > 0);
     }
 
     #[test]
