@@ -904,25 +904,33 @@ fn print_report(bench: &Bench, about: &Header, cells: &[Cell]) {
 
     println!(
         "\nWhat a writer of a hot row pays in Loro alone to catch up (`log` storage): 8 docs \
-         of one row take 250 turns each (2,000 writes), each importing the others' changes \
-         one by one before writing; then one change imported into a doc just decoded from \
-         the row's snapshot (a cache miss, or after a fold):\n"
+         of one row take 250 turns each (2,000 writes), each taking in the others' 7 changes \
+         before it writes: one import per change (as the extension does), or all 7 in one \
+         update exported by a doc that holds them; then one change imported into a doc just \
+         decoded from the row's snapshot (a cache miss, or after a fold):\n"
     );
-    println!("| peers | import of one missed change | first import after a decode | snapshot |");
-    println!("|---|--:|--:|--:|");
+    println!(
+        "| peers | catch-up, one import per change | per change | catch-up as one blob | \
+         first import after a decode | snapshot |"
+    );
+    println!("|---|--:|--:|--:|--:|--:|");
     for (label, every) in [
         ("one per writer, as now", 0),
         ("a new one every 16 writes, as before", 16),
     ] {
         let us = |d: Duration| format!("{:.0} µs", d.as_secs_f64() * 1e6);
-        match workload::catch_up_costs(8, 250, every) {
-            Ok(c) => println!(
-                "| {label} | {} | {} | {} |",
-                us(c.per_import),
-                us(c.after_decode),
-                bytes(c.snapshot_bytes as f64)
+        let each = workload::catch_up_costs(8, 250, every, workload::CatchUpBy::EachChange);
+        let blob = workload::catch_up_costs(8, 250, every, workload::CatchUpBy::OneBlob);
+        match (each, blob) {
+            (Ok(each), Ok(blob)) => println!(
+                "| {label} | {} | {} | {} | {} | {} |",
+                us(each.per_turn),
+                us(each.per_change),
+                us(blob.per_turn),
+                us(each.after_decode),
+                bytes(each.snapshot_bytes as f64)
             ),
-            Err(e) => println!("| {label} | failed: {e} | | |"),
+            (Err(e), _) | (_, Err(e)) => println!("| {label} | failed: {e} | | | | |"),
         }
     }
 

@@ -191,57 +191,99 @@ pub fn loro_costs(snapshot: &[u8], writes: u64) -> Result<LoroCosts> {
 
 /// What catching up costs a writer of a hot row in Loro alone (see `catch_up_costs`).
 pub struct CatchUp {
-    /// Mean time to import one missed change into a writer's warm doc.
-    pub per_import: std::time::Duration,
-    /// Time of the first import into a doc just decoded from the row's snapshot, as after a
-    /// cache miss or a `log` fold.
+    /// Mean time of one writer's catch-up on the changes the others made since its last turn.
+    pub per_turn: std::time::Duration,
+    /// The same per missed change.
+    pub per_change: std::time::Duration,
+    /// Mean time of the first import into a doc just decoded from the row's snapshot (of 5),
+    /// as after a cache miss or a `log` fold.
     pub after_decode: std::time::Duration,
     /// The row's snapshot at the end.
     pub snapshot_bytes: usize,
 }
 
-/// `writers` docs of one row take `turns` turns each, as `log` storage's writers do: import
-/// the changes the others made since this writer's last turn, one at a time, then write.
-/// Each writer keeps its peer for `peer_every` writes (0: for good).
-pub fn catch_up_costs(writers: usize, turns: usize, peer_every: u64) -> Result<CatchUp> {
+/// How a writer takes in the changes it missed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum CatchUpBy {
+    /// One import per missed change, as `log` storage does.
+    EachChange,
+    /// One import of all of them, exported as one update by a doc that holds them.
+    OneBlob,
+}
+
+/// `writers` docs of one row take `turns` turns each, as `log` storage's writers do: take in
+/// the changes the others made since this writer's last turn, then write. Each writer keeps
+/// its peer for `peer_every` writes (0: for good).
+pub fn catch_up_costs(
+    writers: usize,
+    turns: usize,
+    peer_every: u64,
+    by: CatchUpBy,
+) -> Result<CatchUp> {
     use std::time::{Duration, Instant};
     let docs: Vec<LoroDoc> = (0..writers).map(|_| LoroDoc::new()).collect();
+    let everything = LoroDoc::new();
     let mut seen = vec![0usize; writers];
     let mut log: Vec<Vec<u8>> = Vec::new();
-    let (mut importing, mut imports) = (Duration::ZERO, 0u32);
+    let (mut importing, mut catch_ups, mut changes) = (Duration::ZERO, 0u32, 0u32);
     let mut n = 0u64;
     for turn in 0..turns as u64 {
         for (w, doc) in docs.iter().enumerate() {
-            let t = Instant::now();
-            for update in &log[seen[w]..] {
-                doc.import(update)?;
-                imports += 1;
+            let missed = &log[seen[w]..];
+            if !missed.is_empty() {
+                let blob = match by {
+                    CatchUpBy::OneBlob => {
+                        Some(everything.export(ExportMode::updates(&doc.oplog_vv()))?)
+                    }
+                    CatchUpBy::EachChange => None,
+                };
+                let t = Instant::now();
+                match &blob {
+                    Some(blob) => {
+                        doc.import(blob)?;
+                    }
+                    None => {
+                        for update in missed {
+                            doc.import(update)?;
+                        }
+                    }
+                }
+                importing += t.elapsed();
+                catch_ups += 1;
+                changes += missed.len() as u32;
             }
-            importing += t.elapsed();
             if turn == 0 || (peer_every > 0 && turn % peer_every == 0) {
                 fresh_peer(doc)?;
             }
             let before = doc.oplog_vv();
             extension_write(doc, n)?;
             n += 1;
-            log.push(doc.export(ExportMode::updates(&before))?);
+            let update = doc.export(ExportMode::updates(&before))?;
+            everything.import(&update)?;
+            log.push(update);
             seen[w] = log.len();
         }
     }
-    // A doc decoded from the snapshot of all but the last change, then given that change.
+    // Docs decoded from the snapshot of all but the last change, then given that change.
     let (last, older) = log.split_last().ok_or("no writes")?;
     let base = LoroDoc::new();
     for update in older {
         base.import(update)?;
     }
     let snapshot = base.export(ExportMode::Snapshot)?;
-    let decoded = LoroDoc::new();
-    decoded.import(&snapshot)?;
-    let t = Instant::now();
-    decoded.import(last)?;
+    const DECODES: u32 = 5;
+    let mut after_decode = Duration::ZERO;
+    for _ in 0..DECODES {
+        let decoded = LoroDoc::new();
+        decoded.import(&snapshot)?;
+        let t = Instant::now();
+        decoded.import(last)?;
+        after_decode += t.elapsed();
+    }
     Ok(CatchUp {
-        per_import: importing / imports.max(1),
-        after_decode: t.elapsed(),
+        per_turn: importing / catch_ups.max(1),
+        per_change: importing / changes.max(1),
+        after_decode: after_decode / DECODES,
         snapshot_bytes: snapshot.len(),
     })
 }
@@ -262,9 +304,12 @@ mod tests {
 
     #[test]
     fn catching_up_imports_every_missed_change() {
-        let c = catch_up_costs(3, 4, 2).unwrap();
-        assert!(c.per_import > std::time::Duration::ZERO);
-        assert!(c.snapshot_bytes > 0);
+        for by in [CatchUpBy::EachChange, CatchUpBy::OneBlob] {
+            let c = catch_up_costs(3, 4, 2, by).unwrap();
+            assert!(c.per_turn >= c.per_change);
+            assert!(c.per_change > std::time::Duration::ZERO);
+            assert!(c.snapshot_bytes > 0);
+        }
     }
 
     #[test]
