@@ -113,6 +113,22 @@ ALTER TABLE @extschema@._pylon_crdt_updates ALTER COLUMN update SET STORAGE EXTE
 SELECT pg_catalog.pg_extension_config_dump('@extschema@._pylon_crdt_updates', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@._pylon_crdt_updates_seq', '');
 
+-- The last fold of each row's log (see the README, "Storage modes"): the snapshot tuple it
+-- wrote (xmin:ctid), that snapshot's version, and the newest log entries it folded in. A
+-- backend whose cached doc predates the fold imports those entries instead of decoding the
+-- new snapshot, and keeps the result only if it reaches exactly that version. Not dumped: a
+-- shortcut for caches, not data.
+CREATE TABLE @extschema@._pylon_crdt_folds (
+    entity   pg_catalog.text    NOT NULL,
+    row_id   pg_catalog.text    NOT NULL,
+    snapshot pg_catalog.text    NOT NULL,
+    version  pg_catalog.bytea   NOT NULL,
+    seqs     pg_catalog.int8[]  NOT NULL,
+    updates  pg_catalog.bytea[] NOT NULL,
+    PRIMARY KEY (entity, row_id)
+);
+REVOKE ALL ON @extschema@._pylon_crdt_folds FROM PUBLIC;
+
 -- Per-entity storage mode; entities not listed use 'snapshot', the runtime-compatible mode.
 CREATE TABLE @extschema@._pylon_crdt_storage (
     entity pg_catalog.text PRIMARY KEY,
@@ -158,6 +174,7 @@ BEGIN
     SELECT pg_catalog.array_agg(entity) INTO gone FROM forgotten;
     IF gone IS NOT NULL THEN
         DELETE FROM @extschema@._pylon_crdt_updates WHERE entity OPERATOR(pg_catalog.=) ANY (gone);
+        DELETE FROM @extschema@._pylon_crdt_folds WHERE entity OPERATOR(pg_catalog.=) ANY (gone);
         DELETE FROM @extschema@._pylon_crdt_snapshots WHERE entity OPERATOR(pg_catalog.=) ANY (gone);
         DELETE FROM @extschema@._pylon_crdt_storage WHERE entity OPERATOR(pg_catalog.=) ANY (gone);
     END IF;

@@ -84,22 +84,36 @@ fn load(row: RowRef<'_>) -> Loaded {
     let stored = store::fetch(row, cached.as_ref().map(|c| &c.stamp));
     let exists = stored.exists();
     let corrupt = |e: DocError| DocError::Bytes(format!("stored doc does not decode: {e}"));
-    let reusable = cached.filter(|c| {
-        c.stamp.snapshot.is_some()
-            && c.stamp.snapshot == stored.stamp.snapshot
-            && c.stamp.log_seq <= stored.stamp.log_seq
-    });
+    let (reusable, stale) = match cached {
+        Some(c)
+            if c.stamp.snapshot.is_some()
+                && c.stamp.snapshot == stored.stamp.snapshot
+                && c.stamp.log_seq <= stored.stamp.log_seq =>
+        {
+            (Some(c), None)
+        }
+        other => (None, other),
+    };
+    // A doc cached before a fold of the row's log catches up from what the fold kept.
+    let folded_in = stale
+        .filter(|c| stored.storage == Storage::Log || c.stamp.log_seq.is_some())
+        .and_then(|c| across_fold(row, c, stored.stamp.snapshot.as_deref()?));
     // The log only grows while the sidecar tuple stays (folding it rewrites the tuple), so a
     // reusable doc's log counts carry over and only newer entries are read.
     let mut stamp = stored.stamp;
-    let (doc, log_after) = match reusable {
-        Some(cached) => {
+    let (doc, log_after) = match (reusable, folded_in) {
+        (Some(cached), _) => {
             cache::count(|s| s.hits += 1);
             stamp.log_len = cached.stamp.log_len;
             stamp.log_bytes = cached.stamp.log_bytes;
             (doc::OwnedDoc::new(cached.doc), cached.stamp.log_seq)
         }
-        None => {
+        // Caught up to the snapshot: every log entry now is newer than the fold.
+        (None, Some(doc)) => {
+            cache::count(|s| s.hits += 1);
+            (doc, None)
+        }
+        (None, None) => {
             cache::count(|s| s.misses += 1);
             let doc = doc::OwnedDoc::new(LoroDoc::new());
             if let Some(bytes) = &stored.snapshot {
@@ -126,6 +140,17 @@ fn load(row: RowRef<'_>) -> Loaded {
         storage: stored.storage,
         exists,
     }
+}
+
+/// `cached` (stale: the row's snapshot tuple changed) brought up to the snapshot tuple
+/// `snapshot` by the log entries that the fold which wrote it kept (`store::folded_since`), or
+/// None when that fold did not write it, kept too few, or anything fails: then the caller
+/// decodes the snapshot, as it always may.
+fn across_fold(row: RowRef<'_>, cached: cache::CachedDoc, snapshot: &str) -> Option<doc::OwnedDoc> {
+    let (version, folded) = store::folded_since(row, snapshot, cached.stamp.log_seq)?;
+    let doc = doc::OwnedDoc::new(cached.doc);
+    let caught_up = doc::guarded(|| doc::catch_up(&doc, &version, &folded));
+    caught_up.unwrap_or(false).then_some(doc)
 }
 
 /// When a write's doc is stored: at once, or queued for the end of the statement (`batch`),
@@ -263,7 +288,19 @@ fn persist(
         cache::count(|s| s.compactions += 1);
     }
     let snapshot = doc::guarded(|| Ok(doc::snapshot(doc))).or_raise(row);
-    store::save_snapshot(row, &snapshot, stamp.snapshot.is_some(), stamp.log_len > 0)
+    let version = doc.oplog_vv().encode();
+    let last = match stamp.log_len > 0 {
+        true => Some(doc::guarded(|| delta.bytes()).or_raise(row)),
+        false => None,
+    };
+    let fold = match last {
+        Some(last) => store::Fold::Keep {
+            version: &version,
+            last: Some(last),
+        },
+        None => store::Fold::Nothing,
+    };
+    store::save_snapshot(row, &snapshot, stamp.snapshot.is_some(), fold)
 }
 
 /// What a function call does to a doc.
@@ -435,7 +472,17 @@ pub fn compact(row: RowRef<'_>, table: &Option<EntityTable>, trim_history: bool)
     if stamp.log_len > 0 {
         cache::count(|s| s.compactions += 1);
     }
-    let stamp = store::save_snapshot(row, &bytes, stamp.snapshot.is_some(), stamp.log_len > 0);
+    let version = doc.oplog_vv().encode();
+    // A trim drops any earlier fold's entries too: the history it drops must not survive it.
+    let fold = match (trim_history, stamp.log_len > 0) {
+        (true, _) => store::Fold::Drop,
+        (false, true) => store::Fold::Keep {
+            version: &version,
+            last: None,
+        },
+        (false, false) => store::Fold::Nothing,
+    };
+    let stamp = store::save_snapshot(row, &bytes, stamp.snapshot.is_some(), fold);
     cache::put(row.entity, row.row_id, doc.into_inner(), stamp);
     bytes.len()
 }

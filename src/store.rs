@@ -51,6 +51,8 @@ pub struct Sidecar {
     pub table: String,
     /// Schema-qualified, quoted name of the update log.
     pub log: String,
+    /// Schema-qualified, quoted name of the table of the logs' last folds.
+    pub folds: String,
     pub oid: pg_sys::Oid,
     pub owner: pg_sys::Oid,
 }
@@ -99,6 +101,7 @@ pub fn sidecar() -> &'static Sidecar {
     let sidecar: &'static Sidecar = Box::leak(Box::new(Sidecar {
         table: format!("{schema}._pylon_crdt_snapshots"),
         log: format!("{schema}._pylon_crdt_updates"),
+        folds: format!("{schema}._pylon_crdt_folds"),
         oid,
         owner,
     }));
@@ -389,9 +392,33 @@ pub fn log_since(row: RowRef<'_>, after: Option<i64>) -> Vec<Vec<u8>> {
     })
 }
 
-/// Writes the full snapshot and drops the row's log (now folded in); returns the new stamp.
+/// How many of a fold's newest log entries `_pylon_crdt_folds` keeps: enough for a cached doc
+/// up to that many writes behind the fold (every other writer of a hot row), a small copy of
+/// what the log held.
+const FOLD_KEEPS: i64 = 64;
+
+/// The `seq` under which a fold keeps the update of the write that folded.
+const LAST_SEQ: i64 = i64::MAX;
+
+/// What writing a full snapshot does with the row's log.
+#[derive(Clone, Copy)]
+pub enum Fold<'a> {
+    /// The row has no log.
+    Nothing,
+    /// Drops the log (now in the snapshot) and keeps its newest entries, then the update of
+    /// the write that folds it (`last`, which the log never held), with the snapshot's
+    /// encoded `version` in `_pylon_crdt_folds`, for cached docs from before the fold.
+    Keep {
+        version: &'a [u8],
+        last: Option<&'a [u8]>,
+    },
+    /// Drops the log and keeps nothing (a trimmed history must not survive the trim).
+    Drop,
+}
+
+/// Writes the full snapshot and folds the row's log as `fold` says; returns the new stamp.
 /// `exists`: the row had a stored snapshot when it was loaded.
-pub fn save_snapshot(row: RowRef<'_>, snapshot: &[u8], exists: bool, had_log: bool) -> Stamp {
+pub fn save_snapshot(row: RowRef<'_>, snapshot: &[u8], exists: bool, fold: Fold<'_>) -> Stamp {
     let s = sidecar();
     let upsert = format!(
         "INSERT INTO {} AS s (entity, row_id, snapshot, updated_at) VALUES ($1, $2, $3, now())
@@ -407,18 +434,53 @@ pub fn save_snapshot(row: RowRef<'_>, snapshot: &[u8], exists: bool, had_log: bo
     );
     let args = || [row.entity.into(), row.row_id.into(), snapshot.into()];
     let stamp = as_owner(|| {
-        if had_log {
-            run(
-                &format!("DELETE FROM {} WHERE entity = $1 AND row_id = $2", s.log),
-                &[row.entity.into(), row.row_id.into()],
-            );
-        }
         let updated = if exists {
             query_one::<String>(&update, &args())
         } else {
             None
         };
-        updated.or_else(|| query_one::<String>(&upsert, &args()))
+        let stamp = updated.or_else(|| query_one::<String>(&upsert, &args()));
+        let keys = || [row.entity.into(), row.row_id.into()];
+        match (fold, &stamp) {
+            (Fold::Nothing, _) => {}
+            // The folding write's update comes last: after every log entry a cached doc has.
+            (Fold::Keep { version, last }, Some(stamp)) => run(
+                &format!(
+                    "WITH gone AS (DELETE FROM {log} WHERE entity = $1 AND row_id = $2 RETURNING seq, update),
+                          folded AS (SELECT seq, update FROM gone
+                                     UNION ALL SELECT {LAST_SEQ}, $5 WHERE $5 IS NOT NULL),
+                          kept AS (SELECT seq, update FROM folded ORDER BY seq DESC LIMIT {FOLD_KEEPS})
+                     INSERT INTO {folds} (entity, row_id, snapshot, version, seqs, updates)
+                     SELECT $1, $2, $3, $4,
+                            coalesce(array_agg(seq ORDER BY seq), '{{}}'),
+                            coalesce(array_agg(update ORDER BY seq), '{{}}')
+                       FROM kept
+                     ON CONFLICT (entity, row_id) DO UPDATE
+                        SET snapshot = excluded.snapshot, version = excluded.version,
+                            seqs = excluded.seqs, updates = excluded.updates",
+                    log = s.log,
+                    folds = s.folds
+                ),
+                &[
+                    row.entity.into(),
+                    row.row_id.into(),
+                    stamp.as_str().into(),
+                    version.into(),
+                    last.into(),
+                ],
+            ),
+            (Fold::Keep { .. } | Fold::Drop, _) => {
+                run(
+                    &format!("DELETE FROM {} WHERE entity = $1 AND row_id = $2", s.log),
+                    &keys(),
+                );
+                run(
+                    &format!("DELETE FROM {} WHERE entity = $1 AND row_id = $2", s.folds),
+                    &keys(),
+                );
+            }
+        }
+        stamp
     });
     Stamp {
         snapshot: stamp,
@@ -427,6 +489,41 @@ pub fn save_snapshot(row: RowRef<'_>, snapshot: &[u8], exists: bool, had_log: bo
         log_bytes: 0,
         snapshot_bytes: snapshot.len() as i64,
     }
+}
+
+/// What the row's last fold kept, if it wrote the snapshot tuple `snapshot` (a stamp): the
+/// snapshot's encoded version and the folded log entries after `after`, oldest first.
+pub fn folded_since(
+    row: RowRef<'_>,
+    snapshot: &str,
+    after: Option<i64>,
+) -> Option<(Vec<u8>, Vec<Vec<u8>>)> {
+    let query = format!(
+        "SELECT f.version, u.update
+           FROM {} f LEFT JOIN LATERAL unnest(f.seqs, f.updates) AS u (seq, update) ON u.seq > $4
+          WHERE f.entity = $1 AND f.row_id = $2 AND f.snapshot = $3
+          ORDER BY u.seq",
+        sidecar().folds
+    );
+    let args = [
+        row.entity.into(),
+        row.row_id.into(),
+        snapshot.into(),
+        after.unwrap_or(i64::MIN).into(),
+    ];
+    as_owner(|| {
+        with_statement(&query, &args, |rows| {
+            let mut found: Option<(Vec<u8>, Vec<Vec<u8>>)> = None;
+            for r in rows {
+                let (_, updates) = match &mut found {
+                    Some(found) => found,
+                    None => found.insert((r.get::<Vec<u8>>(1)?.unwrap_or_default(), Vec::new())),
+                };
+                updates.extend(r.get::<Vec<u8>>(2)?);
+            }
+            Ok(found)
+        })
+    })
 }
 
 /// Appends a delta to the row's log; returns its sequence number.
@@ -455,6 +552,10 @@ pub fn delete(row: RowRef<'_>) -> bool {
                  SELECT count(*) > 0 FROM gone",
                 s.log
             ),
+            &[row.entity.into(), row.row_id.into()],
+        );
+        run(
+            &format!("DELETE FROM {} WHERE entity = $1 AND row_id = $2", s.folds),
             &[row.entity.into(), row.row_id.into()],
         );
         let stored = query_one::<bool>(
@@ -501,6 +602,10 @@ pub fn delete_entity(entity: &str) {
     as_owner(|| {
         run(
             &format!("DELETE FROM {} WHERE entity = $1", s.log),
+            &[entity.into()],
+        );
+        run(
+            &format!("DELETE FROM {} WHERE entity = $1", s.folds),
             &[entity.into()],
         );
         run(
@@ -610,9 +715,11 @@ pub fn delete_many(entity: &str, row_ids: &[&str]) {
             query_column::<String>(
                 &format!(
                     "WITH logs AS (DELETE FROM {log} WHERE entity = $1 AND row_id = ANY ($2::text[]) RETURNING row_id),
+                          folds AS (DELETE FROM {folds} WHERE entity = $1 AND row_id = ANY ($2::text[])),
                           docs AS (DELETE FROM {table} WHERE entity = $1 AND row_id = ANY ($2::text[]) RETURNING row_id)
                      SELECT row_id FROM logs UNION SELECT row_id FROM docs",
                     log = s.log,
+                    folds = s.folds,
                     table = s.table
                 ),
                 &[entity.into(), row_ids.to_vec().into()],
@@ -682,13 +789,15 @@ pub fn delete_logs(entity: &str, row_ids: &[&str]) {
     if row_ids.is_empty() {
         return;
     }
-    let log = &sidecar().log;
+    let s = sidecar();
     with_index_probes(|| {
         as_owner(|| {
-            run(
-                &format!("DELETE FROM {log} WHERE entity = $1 AND row_id = ANY ($2::text[])"),
-                &[entity.into(), row_ids.to_vec().into()],
-            )
+            for table in [&s.log, &s.folds] {
+                run(
+                    &format!("DELETE FROM {table} WHERE entity = $1 AND row_id = ANY ($2::text[])"),
+                    &[entity.into(), row_ids.to_vec().into()],
+                )
+            }
         })
     });
 }

@@ -310,6 +310,26 @@ pub fn import(doc: &LoroDoc, bytes: &[u8]) -> Result<(), DocError> {
     refuse_pending(status, "update depends on history this doc does not have")
 }
 
+/// Brings `doc`, a cached doc from before a fold of its row's log, up to the folded snapshot
+/// whose encoded version is `version` by importing `folded` (the log entries the fold took
+/// in that the doc may lack). True only if the doc then holds exactly that version's ops, so
+/// it equals the snapshot; otherwise (entries missing, a doc not from before this fold) the
+/// caller decodes the snapshot instead. Importing an entry the doc has is a no-op.
+pub fn catch_up(doc: &LoroDoc, version: &[u8], folded: &[Vec<u8>]) -> Result<bool, DocError> {
+    let target = decode_version(version)?;
+    let behind = matches!(
+        doc.oplog_vv().partial_cmp(&target),
+        Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal)
+    );
+    if !behind {
+        return Ok(false);
+    }
+    for update in folded {
+        import(doc, update)?;
+    }
+    Ok(doc.oplog_vv() == target)
+}
+
 /// Header bytes 20..22 of a Loro blob of updates (after the magic and the checksum: its
 /// encoding mode, big-endian).
 const UPDATES_MODE: [u8; 2] = [0, 4];

@@ -1381,3 +1381,61 @@ fn only_snapshots_are_turned_into_updates() {
         None
     );
 }
+
+/// A log of writes by several peers, as `log` storage keeps it: each entry one write's update.
+fn logged_writes(doc: &LoroDoc, writers: &[&LoroDoc], writes: usize) -> Vec<Vec<u8>> {
+    let mut log: Vec<Vec<u8>> = Vec::new();
+    for n in 0..writes {
+        let writer = writers[n % writers.len()];
+        let missed = updates_since(doc, &writer.oplog_vv()).unwrap();
+        import(writer, &missed).unwrap();
+        let before = writer.oplog_vv();
+        patched(
+            writer,
+            json!({"title": format!("t{n}"), "votes": {"increment": 1}}),
+        );
+        let update = updates_since(writer, &before).unwrap();
+        import(doc, &update).unwrap();
+        log.push(update);
+    }
+    log
+}
+
+#[test]
+fn a_doc_from_before_a_fold_catches_up_from_the_folded_entries_only_when_they_reach_it() {
+    let (a, b) = (load(None).unwrap(), load(None).unwrap());
+    let stored = load(None).unwrap();
+    let earlier = logged_writes(&stored, &[&a, &b], 4);
+    // A backend cached the doc after the first 4 writes; 6 more came, then a fold.
+    let cached = || {
+        let doc = load(None).unwrap();
+        for entry in &earlier {
+            import(&doc, entry).unwrap();
+        }
+        doc
+    };
+    let later = logged_writes(&stored, &[&a, &b], 6);
+    let version = stored.oplog_vv().encode();
+    let expected = project(&stored, &fields()).unwrap();
+
+    let doc = cached();
+    assert!(catch_up(&doc, &version, &later).unwrap());
+    assert_eq!(project(&doc, &fields()).unwrap(), expected);
+    // Entries the doc has already are harmless.
+    let doc = cached();
+    let with_known: Vec<Vec<u8>> = earlier.iter().chain(&later).cloned().collect();
+    assert!(catch_up(&doc, &version, &with_known).unwrap());
+    assert_eq!(doc.oplog_vv(), stored.oplog_vv());
+
+    // The fold kept too few entries: the doc cannot reach the snapshot's version.
+    let doc = cached();
+    assert!(!catch_up(&doc, &version, &later[..3]).unwrap_or(false));
+    let doc = cached();
+    assert!(!catch_up(&doc, &version, &later[1..]).unwrap_or(false));
+    // A doc holding ops the snapshot lacks is not from before this fold.
+    let doc = cached();
+    patched(&doc, json!({"title": "never stored"}));
+    assert!(!catch_up(&doc, &version, &later).unwrap());
+    // A version that is not one is an error, not a match.
+    assert!(catch_up(&cached(), b"\xff", &later).is_err());
+}

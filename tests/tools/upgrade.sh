@@ -6,7 +6,7 @@
 # Every later release adds its upgrade script and its version to FROM_VERSIONS.
 source "$(dirname "$0")/lib.sh"
 
-FROM_VERSIONS=(0.1.0 0.2.0 0.3.0 0.4.0)
+FROM_VERSIONS=(0.1.0 0.2.0 0.3.0 0.4.0 0.5.0)
 extdir="$("$PG_CONFIG" --sharedir)/extension"
 current=$(sed -n "s/^default_version = '\(.*\)'/\1/p" "$extdir/pylon_crdt.control")
 

@@ -532,3 +532,105 @@ fn row_lock_blocks_the_same_row_only() {
     };
     assert_eq!(snapshot_doc(&mut c)["votes"].as_f64(), Some(2.0));
 }
+
+/// Two backends write one `log` row, and B's writes fold its log (every 3 entries). A's
+/// cached doc, from before each fold, catches up from the entries the fold kept in
+/// `_pylon_crdt_folds` without decoding the new snapshot, and ends equal to the stored doc.
+/// A trimmed compaction keeps nothing (the history it drops must not survive it), so after
+/// one A decodes.
+#[test]
+fn a_cached_doc_catches_up_across_a_fold_without_decoding() {
+    let url = fresh_db("fold_catch_up");
+    let (mut a, mut b) = (connect(&url), connect(&url));
+    a.batch_execute(
+        r#"CREATE TABLE "Doc" (id text PRIMARY KEY, title text, votes int, body text);
+           SELECT pylon_crdt_set_storage('Doc', 'log');"#,
+    )
+    .unwrap();
+    b.batch_execute("SET pylon_crdt.log_compact_threshold = 3")
+        .unwrap();
+    let fields = json!({"title": "string", "votes": {"type": "int", "crdt": "counter"}, "body": "richtext"});
+    let write = |c: &mut Client, n: i64| -> Value {
+        let patch = json!({"title": format!("t{n}"), "votes": {"increment": 1}, "body": format!("body {n}")});
+        c.query_one(
+            "SELECT pylon_crdt_apply_patch('Doc', 'd', $1, $2)",
+            &[&fields, &patch],
+        )
+        .unwrap()
+        .get(0)
+    };
+    let decodes = |c: &mut Client| -> i64 {
+        c.query_one("SELECT decodes FROM pylon_crdt_stats()", &[])
+            .unwrap()
+            .get(0)
+    };
+    let last_fold = |c: &mut Client| -> Option<String> {
+        c.query_opt(
+            "SELECT snapshot FROM _pylon_crdt_folds WHERE entity = 'Doc' AND row_id = 'd'",
+            &[],
+        )
+        .unwrap()
+        .map(|r| r.get(0))
+    };
+    let same_as_stored = |a: &mut Client, what: &str| {
+        let served: Vec<u8> = a
+            .query_one("SELECT pylon_crdt_snapshot('Doc', 'd')", &[])
+            .unwrap()
+            .get(0);
+        let mut fresh = connect(&url);
+        let stored = stored_doc(&mut fresh, "Doc", "d").unwrap();
+        assert_eq!(
+            doc_json(&decode(&served).unwrap()),
+            doc_json(&stored),
+            "{what}: A's doc is not the stored one"
+        );
+        assert_eq!(
+            decode(&served).unwrap().oplog_vv(),
+            stored.oplog_vv(),
+            "{what}"
+        );
+    };
+
+    let mut n = 1;
+    write(&mut a, n);
+    for round in 0..4 {
+        let fold_before = last_fold(&mut a);
+        for _ in 0..4 {
+            n += 1;
+            write(&mut b, n);
+        }
+        let fold_after = last_fold(&mut a);
+        assert!(
+            fold_after.is_some() && fold_after != fold_before,
+            "round {round}: B's writes folded the log"
+        );
+        let before = decodes(&mut a);
+        n += 1;
+        let projection = write(&mut a, n);
+        assert_eq!(decodes(&mut a), before, "round {round}: A decoded the snapshot");
+        assert_eq!(projection["votes"], json!(n), "round {round}");
+        assert_eq!(projection["title"], json!(format!("t{n}")), "round {round}");
+        same_as_stored(&mut a, &format!("round {round}"));
+    }
+
+    // A trimmed compaction (with a log to fold) keeps no fold: A decodes the new snapshot.
+    n += 1;
+    write(&mut b, n);
+    b.execute("SELECT pylon_crdt_compact('Doc', 'd', true)", &[])
+        .unwrap();
+    assert_eq!(last_fold(&mut a), None, "a trimmed compaction keeps no fold");
+    let before = decodes(&mut a);
+    n += 1;
+    assert_eq!(write(&mut a, n)["votes"], json!(n));
+    assert_eq!(decodes(&mut a), before + 1, "after a trim A decodes");
+    same_as_stored(&mut a, "after the trim");
+
+    // Deleting the doc deletes its fold.
+    for _ in 0..4 {
+        n += 1;
+        write(&mut b, n);
+    }
+    assert!(last_fold(&mut a).is_some());
+    a.execute("SELECT pylon_crdt_delete('Doc', 'd')", &[]).unwrap();
+    assert_eq!(last_fold(&mut a), None, "the doc's fold is deleted with it");
+}
