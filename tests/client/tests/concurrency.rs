@@ -549,7 +549,8 @@ fn a_cached_doc_catches_up_across_a_fold_without_decoding() {
     .unwrap();
     b.batch_execute("SET pylon_crdt.log_compact_threshold = 3")
         .unwrap();
-    let fields = json!({"title": "string", "votes": {"type": "int", "crdt": "counter"}, "body": "richtext"});
+    let fields =
+        json!({"title": "string", "votes": {"type": "int", "crdt": "counter"}, "body": "richtext"});
     let write = |c: &mut Client, n: i64| -> Value {
         let patch = json!({"title": format!("t{n}"), "votes": {"increment": 1}, "body": format!("body {n}")});
         c.query_one(
@@ -607,7 +608,11 @@ fn a_cached_doc_catches_up_across_a_fold_without_decoding() {
         let before = decodes(&mut a);
         n += 1;
         let projection = write(&mut a, n);
-        assert_eq!(decodes(&mut a), before, "round {round}: A decoded the snapshot");
+        assert_eq!(
+            decodes(&mut a),
+            before,
+            "round {round}: A decoded the snapshot"
+        );
         assert_eq!(projection["votes"], json!(n), "round {round}");
         assert_eq!(projection["title"], json!(format!("t{n}")), "round {round}");
         same_as_stored(&mut a, &format!("round {round}"));
@@ -618,7 +623,11 @@ fn a_cached_doc_catches_up_across_a_fold_without_decoding() {
     write(&mut b, n);
     b.execute("SELECT pylon_crdt_compact('Doc', 'd', true)", &[])
         .unwrap();
-    assert_eq!(last_fold(&mut a), None, "a trimmed compaction keeps no fold");
+    assert_eq!(
+        last_fold(&mut a),
+        None,
+        "a trimmed compaction keeps no fold"
+    );
     let before = decodes(&mut a);
     n += 1;
     assert_eq!(write(&mut a, n)["votes"], json!(n));
@@ -631,6 +640,7 @@ fn a_cached_doc_catches_up_across_a_fold_without_decoding() {
         write(&mut b, n);
     }
     assert!(last_fold(&mut a).is_some());
-    a.execute("SELECT pylon_crdt_delete('Doc', 'd')", &[]).unwrap();
+    a.execute("SELECT pylon_crdt_delete('Doc', 'd')", &[])
+        .unwrap();
     assert_eq!(last_fold(&mut a), None, "the doc's fold is deleted with it");
 }

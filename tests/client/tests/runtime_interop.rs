@@ -128,7 +128,10 @@ fn independently_created_docs_of_one_row_merge() {
     let server: Value = c
         .query_one(
             "SELECT pylon_crdt_apply_patch('Fresh', 'r3', $1, $2)",
-            &[&fields, &json!({"body": "from the server", "votes": {"increment": 5}})],
+            &[
+                &fields,
+                &json!({"body": "from the server", "votes": {"increment": 5}}),
+            ],
         )
         .unwrap()
         .get(0);

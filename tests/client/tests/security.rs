@@ -404,6 +404,7 @@ fn extension_tables_are_closed_to_ordinary_roles() {
     for (table, insert) in [
         ("_pylon_crdt_updates", format!("INSERT INTO _pylon_crdt_updates (entity, row_id, update) VALUES ('Open', 'o1', {snap})")),
         ("_pylon_crdt_storage", "INSERT INTO _pylon_crdt_storage (entity, mode) VALUES ('Open', 'log')".into()),
+        ("_pylon_crdt_folds", format!("INSERT INTO _pylon_crdt_folds VALUES ('Open', 'o1', '', {snap}, '{{}}', '{{}}')")),
     ] {
         let exists: bool = admin_db
             .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
@@ -411,6 +412,10 @@ fn extension_tables_are_closed_to_ordinary_roles() {
             .get(0);
         if exists {
             statements.push(insert);
+            if table != "_pylon_crdt_storage" {
+                // Storage modes are readable by all; logs and folds hold docs.
+                statements.push(format!("SELECT * FROM {table}"));
+            }
             statements.push(format!("DELETE FROM {table}"));
             statements.push(format!("TRUNCATE {table}"));
         }
