@@ -219,6 +219,8 @@ struct Measured {
     server_cpu: Option<Duration>,
     /// CPU time of the benchmark's client threads, per write.
     client_cpu: Option<Duration>,
+    /// Snapshots the cell's backends decoded, per write (`None` without the extension).
+    decodes: Option<f64>,
 }
 
 struct Bench {
@@ -601,6 +603,7 @@ impl Bench {
                     go.wait();
                     let mut writer = writer?;
                     let mut latencies = Vec::new();
+                    let decoded = writer.decodes()?;
                     let (server_cpu, client_cpu) =
                         (cpu_time(writer.backend_pid), thread_cpu_time());
                     let start = Instant::now();
@@ -616,11 +619,17 @@ impl Bench {
                     let since = |before: Option<Duration>, after: Option<Duration>| {
                         Some(after?.saturating_sub(before?))
                     };
+                    let (server_cpu, client_cpu) = (
+                        since(server_cpu, cpu_time(writer.backend_pid)),
+                        since(client_cpu, thread_cpu_time()),
+                    );
+                    let decodes = writer.decodes()?.zip(decoded).map(|(a, b)| a - b);
                     Ok(ClientRun {
                         latencies,
                         elapsed,
-                        server_cpu: since(server_cpu, cpu_time(writer.backend_pid)),
-                        client_cpu: since(client_cpu, thread_cpu_time()),
+                        server_cpu,
+                        client_cpu,
+                        decodes,
                     })
                 })
             })
@@ -643,6 +652,7 @@ impl Bench {
         let mut elapsed = Duration::ZERO;
         let mut failure = None;
         let (mut server_cpu, mut client_cpu) = (Some(Duration::ZERO), Some(Duration::ZERO));
+        let mut decodes = Some(0i64);
         for t in threads {
             match t.join().map_err(|_| "client thread panicked")? {
                 Ok(run) => {
@@ -650,6 +660,7 @@ impl Bench {
                     elapsed = elapsed.max(run.elapsed);
                     server_cpu = server_cpu.zip(run.server_cpu).map(|(a, b)| a + b);
                     client_cpu = client_cpu.zip(run.client_cpu).map(|(a, b)| a + b);
+                    decodes = decodes.zip(run.decodes).map(|(a, b)| a + b);
                 }
                 Err(e) => failure = Some(e),
             }
@@ -682,6 +693,7 @@ impl Bench {
             growth_per_write,
             server_cpu: server_cpu.map(|d| d / writes as u32),
             client_cpu: client_cpu.map(|d| d / writes as u32),
+            decodes: decodes.map(|d| d as f64 / writes as f64),
             writes,
             per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
             p50: pct(0.50),
@@ -710,6 +722,7 @@ struct ClientRun {
     elapsed: Duration,
     server_cpu: Option<Duration>,
     client_cpu: Option<Duration>,
+    decodes: Option<i64>,
 }
 
 /// The server's address, for the simulated hop to forward to.
@@ -1017,9 +1030,9 @@ fn print_network(bench: &Bench, cells: &[Cell], round_trips: &[RoundTrip]) {
     }
 
     println!(
-        "\n| round trip | clients | a/c writes/s | a/b | a/b' | e/b | e/f | server CPU/write a/f | e/f | (b) client CPU/write | growth/write a, e, b |"
+        "\n| round trip | clients | a/c writes/s | a/b | a/b' | e/b | e/f | server CPU/write a/f | e/f | (b) client CPU/write | growth/write a, e, b | decodes/1000 writes a, e |"
     );
-    println!("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+    println!("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
     for &(hop, spread) in &keys {
         let ratio = |x, y, of: fn(&Measured) -> Option<f64>| match (
             get(hop, spread, x).and_then(of),
@@ -1037,8 +1050,15 @@ fn print_network(bench: &Bench, cells: &[Cell], round_trips: &[RoundTrip]) {
                     .map_or("–".into(), bytes)
             })
             .join(", ");
+        let decodes = [Approach::Function, Approach::FunctionLog]
+            .map(|a| {
+                get(hop, spread, a)
+                    .and_then(|m| m.decodes)
+                    .map_or("–".into(), |d| format!("{:.0}", d * 1000.0))
+            })
+            .join(", ");
         println!(
-            "| {} ms | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} ms | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             f64::from_bits(hop),
             spread.label(),
             ratio(Approach::Function, Approach::Plain, rate),
@@ -1050,6 +1070,7 @@ fn print_network(bench: &Bench, cells: &[Cell], round_trips: &[RoundTrip]) {
             ratio(Approach::FunctionLog, Approach::Floor, cpu),
             us(get(hop, spread, Approach::Runtime).and_then(|m| m.client_cpu)),
             growth,
+            decodes,
         );
     }
 }

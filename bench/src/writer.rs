@@ -242,6 +242,22 @@ impl Writer {
         })
     }
 
+    /// How many snapshots this connection's backend has decoded so far (its doc cache's
+    /// misses and stale docs); `None` for the approaches that do not use the extension.
+    pub fn decodes(&mut self) -> Result<Option<i64>> {
+        match self.approach {
+            Approach::Function
+            | Approach::FunctionLog
+            | Approach::Registered
+            | Approach::RegisteredPinned => Ok(Some(
+                self.client
+                    .query_one("SELECT decodes FROM pylon_crdt_stats()", &[])?
+                    .get(0),
+            )),
+            _ => Ok(None),
+        }
+    }
+
     /// Write `n` to `row_id`, committed when this returns.
     pub fn write(&mut self, row_id: &str, n: u64) -> Result<()> {
         let s = &self.statements;

@@ -21,6 +21,13 @@ SELECT pylon_crdt_apply_patch('Logged', 'r', :'fields', '{"votes":{"increment":1
 SELECT pylon_crdt_apply_patch('Logged', 'r', :'fields', '{"votes":{"increment":1}}') -> 'votes' AS votes;
 SELECT count(*) AS log_entries_after_fold FROM _pylon_crdt_updates WHERE entity = 'Logged';
 SELECT snapshot <> :'first_snapshot' AS snapshot_rewritten FROM _pylon_crdt_snapshots WHERE entity = 'Logged';
+-- The fold keeps what it took in (the log's entries, then the folding write's update) with
+-- the new snapshot's version and tuple, for docs other backends cached before it.
+SELECT cardinality(f.seqs) AS kept, cardinality(f.updates) AS kept_updates,
+       f.version = pylon_crdt_version('Logged', 'r') AS at_the_snapshots_version,
+       f.snapshot = s.xmin::text || ':' || s.ctid::text AS names_the_new_snapshot
+  FROM _pylon_crdt_folds f JOIN _pylon_crdt_snapshots s USING (entity, row_id)
+ WHERE entity = 'Logged' AND row_id = 'r';
 RESET pylon_crdt.log_compact_threshold;
 -- ... or once the log's bytes pass pylon_crdt.log_compact_ratio of the snapshot's size.
 SELECT pylon_crdt_apply_patch('Logged', 'r', :'fields', '{"title":"by ratio 1"}') ->> 'title' AS title;
@@ -39,6 +46,7 @@ SELECT pylon_crdt_version('Logged', 'r') AS version_before_trim \gset
 SELECT pylon_crdt_project('Logged', 'r', :'fields') AS before_trim \gset
 SELECT pylon_crdt_compact('Logged', 'r', trim_history => true) > 0 AS trimmed;
 SELECT pylon_crdt_project('Logged', 'r', :'fields') = :'before_trim'::jsonb AS projection_unchanged;
+SELECT count(*) AS folds_kept_after_trim FROM _pylon_crdt_folds WHERE entity = 'Logged';
 -- A peer at the current version still syncs; one from before the trim is told to reload.
 SELECT length(pylon_crdt_update_since('Logged', 'r', :'version_before_trim')) > 0 AS current_peer_syncs;
 SELECT expect_error($$SELECT pylon_crdt_update_since('Logged', 'r', '\x00')$$);
