@@ -102,6 +102,35 @@ pub fn first<R>(
     snapshot: &CallSnapshot,
     read: impl FnOnce(&mut pg_sys::HeapTupleData, pg_sys::TupleDesc) -> R,
 ) -> Option<R> {
+    let mut read = Some(read);
+    let mut result = None;
+    scan(probe, values, None, last, snapshot, |tuple, desc| {
+        result = read.take().map(|read| read(tuple, desc));
+        false
+    });
+    result
+}
+
+/// Runs `read` on each tuple the probe finds for `values` (a prefix of its keys) whose next
+/// key column, an int8, is greater than `after`, in index order, while `read` returns true.
+pub fn each_after(
+    probe: &Probe,
+    values: &[&str],
+    after: i64,
+    snapshot: &CallSnapshot,
+    read: impl FnMut(&mut pg_sys::HeapTupleData, pg_sys::TupleDesc) -> bool,
+) {
+    scan(probe, values, Some(after), false, snapshot, read);
+}
+
+fn scan(
+    probe: &Probe,
+    values: &[&str],
+    after: Option<i64>,
+    last: bool,
+    snapshot: &CallSnapshot,
+    mut read: impl FnMut(&mut pg_sys::HeapTupleData, pg_sys::TupleDesc) -> bool,
+) {
     const LOCK: pg_sys::LOCKMODE = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
     let direction = if last {
         pg_sys::ScanDirection::BackwardScanDirection
@@ -109,7 +138,7 @@ pub fn first<R>(
         pg_sys::ScanDirection::ForwardScanDirection
     };
     unsafe {
-        let mut keys: Vec<pg_sys::ScanKeyData> = Vec::with_capacity(values.len());
+        let mut keys: Vec<pg_sys::ScanKeyData> = Vec::with_capacity(values.len() + 1);
         for ((attnum, collation), value) in probe.keys.iter().zip(values) {
             let mut key = std::mem::zeroed::<pg_sys::ScanKeyData>();
             pg_sys::ScanKeyEntryInitialize(
@@ -124,6 +153,20 @@ pub fn first<R>(
             );
             keys.push(key);
         }
+        if let (Some(after), Some((attnum, _))) = (after, probe.keys.get(values.len())) {
+            let mut key = std::mem::zeroed::<pg_sys::ScanKeyData>();
+            pg_sys::ScanKeyEntryInitialize(
+                &mut key,
+                0,
+                *attnum,
+                pg_sys::BTGreaterStrategyNumber as pg_sys::StrategyNumber,
+                pg_sys::InvalidOid,
+                pg_sys::InvalidOid,
+                pg_sys::F_INT8GT.into(),
+                after.into_datum().expect("int8 datum"),
+            );
+            keys.push(key);
+        }
         let heap = pg_sys::table_open(probe.table, LOCK);
         let index = pg_sys::index_open(probe.index, LOCK);
         let scan = pg_sys::systable_beginscan_ordered(
@@ -133,12 +176,15 @@ pub fn first<R>(
             keys.len() as i32,
             keys.as_mut_ptr(),
         );
-        let tuple = pg_sys::systable_getnext_ordered(scan, direction);
-        let result = (!tuple.is_null()).then(|| read(&mut *tuple, (*heap).rd_att));
+        loop {
+            let tuple = pg_sys::systable_getnext_ordered(scan, direction);
+            if tuple.is_null() || !read(&mut *tuple, (*heap).rd_att) {
+                break;
+            }
+        }
         pg_sys::systable_endscan_ordered(scan);
         pg_sys::index_close(index, LOCK);
         pg_sys::table_close(heap, LOCK);
-        result
     }
 }
 

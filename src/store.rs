@@ -254,6 +254,7 @@ struct Probes {
     snapshot_column: i16,
     log: Probe,
     seq_column: i16,
+    update_column: i16,
     storage: Probe,
     mode_column: i16,
 }
@@ -289,6 +290,7 @@ fn probes() -> Rc<Probes> {
         log: lookup::probe(log_table, &["entity", "row_id", "seq"])
             .unwrap_or_else(|| missing("the primary key of _pylon_crdt_updates")),
         seq_column: column(log_table, "seq"),
+        update_column: column(log_table, "update"),
         storage: lookup::probe(storage_table, &["entity"])
             .unwrap_or_else(|| missing("the primary key of _pylon_crdt_storage")),
         mode_column: column(storage_table, "mode"),
@@ -374,22 +376,23 @@ pub fn fetch(row: RowRef<'_>, known: Option<&Stamp>) -> Stored {
     }
 }
 
-/// Log entries after `after` (all when None), oldest first.
+/// Log entries after `after` (all when None), oldest first: an index range scan, no SPI (a
+/// writer of a hot row reads the entries it missed on every write).
 pub fn log_since(row: RowRef<'_>, after: Option<i64>) -> Vec<Vec<u8>> {
-    let query = format!(
-        "SELECT update FROM {} WHERE entity = $1 AND row_id = $2 AND seq > $3 ORDER BY seq",
-        sidecar().log
+    let probes = probes();
+    let snapshot = CallSnapshot::take();
+    let mut updates = Vec::new();
+    lookup::each_after(
+        &probes.log,
+        &[row.entity, row.row_id],
+        after.unwrap_or(0),
+        &snapshot,
+        |tuple, desc| {
+            updates.extend(lookup::column::<Vec<u8>>(tuple, desc, probes.update_column));
+            true
+        },
     );
-    as_owner(|| {
-        query_column::<Vec<u8>>(
-            &query,
-            &[
-                row.entity.into(),
-                row.row_id.into(),
-                after.unwrap_or(0).into(),
-            ],
-        )
-    })
+    updates
 }
 
 /// How many of a fold's newest log entries `_pylon_crdt_folds` keeps: enough for a cached doc
