@@ -73,6 +73,8 @@ struct Loaded {
     storage: Storage,
     /// Whether the row has a stored doc at all.
     exists: bool,
+    /// Whether this backend's cached doc was stale: another backend wrote the row since.
+    contended: bool,
 }
 
 /// Loads the row's doc: the cached one when its stamp still matches the stored row (catching
@@ -94,10 +96,10 @@ fn load(row: RowRef<'_>) -> Loaded {
         }
         other => (None, other),
     };
-    // A doc cached before a fold of the row's log catches up from what the fold kept.
-    let folded_in = stale
-        .filter(|c| stored.storage == Storage::Log || c.stamp.log_seq.is_some())
-        .and_then(|c| across_fold(row, c, stored.stamp.snapshot.as_deref()?));
+    // A doc cached before the snapshot was rewritten (a fold of the row's log, or another
+    // writer's write in `snapshot` storage) catches up from what that write kept.
+    let contended = stale.is_some();
+    let folded_in = stale.and_then(|c| across_fold(row, c, stored.stamp.snapshot.as_deref()?));
     // The log only grows while the sidecar tuple stays (folding it rewrites the tuple), so a
     // reusable doc's log counts carry over and only newer entries are read.
     let mut stamp = stored.stamp;
@@ -106,11 +108,13 @@ fn load(row: RowRef<'_>) -> Loaded {
             cache::count(|s| s.hits += 1);
             stamp.log_len = cached.stamp.log_len;
             stamp.log_bytes = cached.stamp.log_bytes;
+            stamp.folded_seq = cached.stamp.folded_seq;
             (doc::OwnedDoc::new(cached.doc), cached.stamp.log_seq)
         }
         // Caught up to the snapshot: every log entry now is newer than the fold.
-        (None, Some(doc)) => {
+        (None, Some((doc, folded_seq))) => {
             cache::count(|s| s.hits += 1);
+            stamp.folded_seq = folded_seq;
             (doc, None)
         }
         (None, None) => {
@@ -139,18 +143,27 @@ fn load(row: RowRef<'_>) -> Loaded {
         stamp,
         storage: stored.storage,
         exists,
+        contended,
     }
 }
 
 /// `cached` (stale: the row's snapshot tuple changed) brought up to the snapshot tuple
-/// `snapshot` by the log entries that the fold which wrote it kept (`store::folded_since`), or
-/// None when that fold did not write it, kept too few, or anything fails: then the caller
-/// decodes the snapshot, as it always may.
-fn across_fold(row: RowRef<'_>, cached: cache::CachedDoc, snapshot: &str) -> Option<doc::OwnedDoc> {
-    let (version, folded) = store::folded_since(row, snapshot, cached.stamp.log_seq)?;
+/// `snapshot` by the updates that the write which wrote it kept (`store::folded_since`), with
+/// the newest kept entry it now holds; or None when that write kept nothing, kept too few, or
+/// anything fails: then the caller decodes the snapshot, as it always may.
+fn across_fold(
+    row: RowRef<'_>,
+    cached: cache::CachedDoc,
+    snapshot: &str,
+) -> Option<(doc::OwnedDoc, Option<i64>)> {
+    // Entries up to the doc's last log entry, or its last kept one, it holds already.
+    let after = cached.stamp.log_seq.max(cached.stamp.folded_seq);
+    let store::Kept { version, entries } = store::folded_since(row, snapshot, after)?;
+    let newest = entries.last().map(|(seq, _)| *seq).or(after);
+    let updates: Vec<Vec<u8>> = entries.into_iter().map(|(_, update)| update).collect();
     let doc = doc::OwnedDoc::new(cached.doc);
-    let caught_up = doc::guarded(|| doc::catch_up(&doc, &version, &folded));
-    caught_up.unwrap_or(false).then_some(doc)
+    let caught_up = doc::guarded(|| doc::catch_up(&doc, &version, &updates));
+    caught_up.unwrap_or(false).then_some((doc, newest))
 }
 
 /// When a write's doc is stored: at once, or queued for the end of the statement (`batch`),
@@ -178,6 +191,7 @@ pub fn merge(
         stamp,
         storage,
         exists,
+        contended,
     } = load(row);
     cache::choose_peer(row.entity, row.row_id, &doc);
     let before = doc.oplog_vv();
@@ -216,7 +230,9 @@ pub fn merge(
         (false, true) => Some(stamp),
         (false, false) => {
             crate::changes::record(row.entity, &[row.row_id], false);
-            Some(persist(row, &doc, &delta, stamp, storage, exists))
+            Some(persist(
+                row, &doc, &delta, stamp, storage, exists, contended,
+            ))
         }
     };
     drop(delta);
@@ -268,6 +284,7 @@ fn persist(
     stamp: Stamp,
     storage: Storage,
     exists: bool,
+    contended: bool,
 ) -> Stamp {
     if storage == Storage::Log && exists {
         let delta = doc::guarded(|| delta.bytes()).or_raise(row);
@@ -288,17 +305,26 @@ fn persist(
         cache::count(|s| s.compactions += 1);
     }
     let snapshot = doc::guarded(|| Ok(doc::snapshot(doc))).or_raise(row);
-    let version = doc.oplog_vv().encode();
-    let last = match stamp.log_len > 0 {
+    // What other backends' cached docs catch up from: a fold keeps the log it folds; in
+    // `snapshot` storage a write keeps a tail only when the row has other writers, so a row
+    // written from one backend pays nothing for it.
+    let keeps = stamp.log_len > 0 || (contended && stamp.snapshot.is_some());
+    let version = keeps.then(|| doc.oplog_vv().encode());
+    let own = match keeps {
         true => Some(doc::guarded(|| delta.bytes()).or_raise(row)),
         false => None,
     };
-    let fold = match last {
-        Some(last) => store::Fold::Keep {
-            version: &version,
+    let fold = match (&version, own, stamp.snapshot.as_deref()) {
+        (Some(version), Some(last), _) if stamp.log_len > 0 => store::Fold::Keep {
+            version,
             last: Some(last),
         },
-        None => store::Fold::Nothing,
+        (Some(version), Some(update), Some(loaded)) => store::Fold::Tail {
+            version,
+            loaded,
+            update,
+        },
+        _ => store::Fold::Nothing,
     };
     store::save_snapshot(row, &snapshot, stamp.snapshot.is_some(), fold)
 }

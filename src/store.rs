@@ -224,6 +224,9 @@ pub enum Storage {
 pub struct Stamp {
     pub snapshot: Option<String>,
     pub log_seq: Option<i64>,
+    /// The newest entry of `_pylon_crdt_folds` the doc holds (written by its own write, or
+    /// taken in catching up): a catch-up imports only newer ones. Not part of the identity.
+    pub folded_seq: Option<i64>,
     /// Log entries and their bytes, for deciding when to fold the log (not part of the
     /// identity). `fetch` leaves them 0; `row::load` counts what it reads.
     pub log_len: i64,
@@ -364,6 +367,7 @@ pub fn fetch(row: RowRef<'_>, known: Option<&Stamp>) -> Stored {
         stamp: Stamp {
             snapshot: stamp,
             log_seq,
+            folded_seq: None,
             log_len: 0,
             log_bytes: 0,
             snapshot_bytes: size.unwrap_or(0),
@@ -400,20 +404,31 @@ pub fn log_since(row: RowRef<'_>, after: Option<i64>) -> Vec<Vec<u8>> {
 /// what the log held.
 const FOLD_KEEPS: i64 = 64;
 
-/// The `seq` under which a fold keeps the update of the write that folded.
-const LAST_SEQ: i64 = i64::MAX;
+/// How many of a `snapshot` row's newest writes its tail keeps (see `Fold::Tail`). The tail is
+/// rewritten by every write that keeps it, so it is shorter than a fold's.
+const TAIL_KEEPS: i64 = 32;
 
-/// What writing a full snapshot does with the row's log.
+/// What writing a full snapshot does with the row's log, and what it keeps in
+/// `_pylon_crdt_folds` for docs other backends cached before it: a row there holds the new
+/// snapshot's tuple stamp and encoded `version` and the newest updates it took in, each under
+/// a number from the log's sequence (so in the order they were written).
 #[derive(Clone, Copy)]
 pub enum Fold<'a> {
-    /// The row has no log.
+    /// The row has no log, and nothing is kept.
     Nothing,
     /// Drops the log (now in the snapshot) and keeps its newest entries, then the update of
-    /// the write that folds it (`last`, which the log never held), with the snapshot's
-    /// encoded `version` in `_pylon_crdt_folds`, for cached docs from before the fold.
+    /// the write that folds it (`last`, which the log never held).
     Keep {
         version: &'a [u8],
         last: Option<&'a [u8]>,
+    },
+    /// `snapshot` storage, a write whose cached doc was stale (the row has other writers):
+    /// keeps the tail the write before it kept (if that one wrote the tuple stamped `loaded`,
+    /// which this write replaced), then this write's `update`.
+    Tail {
+        version: &'a [u8],
+        loaded: &'a str,
+        update: &'a [u8],
     },
     /// Drops the log and keeps nothing (a trimmed history must not survive the trim).
     Drop,
@@ -436,7 +451,7 @@ pub fn save_snapshot(row: RowRef<'_>, snapshot: &[u8], exists: bool, fold: Fold<
         s.table
     );
     let args = || [row.entity.into(), row.row_id.into(), snapshot.into()];
-    let stamp = as_owner(|| {
+    let (stamp, folded_seq) = as_owner(|| {
         let updated = if exists {
             query_one::<String>(&update, &args())
         } else {
@@ -444,34 +459,74 @@ pub fn save_snapshot(row: RowRef<'_>, snapshot: &[u8], exists: bool, fold: Fold<
         };
         let stamp = updated.or_else(|| query_one::<String>(&upsert, &args()));
         let keys = || [row.entity.into(), row.row_id.into()];
-        match (fold, &stamp) {
-            (Fold::Nothing, _) => {}
-            // The folding write's update comes last: after every log entry a cached doc has.
-            (Fold::Keep { version, last }, Some(stamp)) => run(
+        let sequence = extension_table("_pylon_crdt_updates_seq");
+        // `prior` (a CTE) gives the entries kept before this write's own, if any.
+        let keep = |prior: &str, keeps: i64, version: &[u8], own: Option<&[u8]>, loaded: &str| {
+            query_one::<i64>(
                 &format!(
-                    "WITH gone AS (DELETE FROM {log} WHERE entity = $1 AND row_id = $2 RETURNING seq, update),
-                          folded AS (SELECT seq, update FROM gone
-                                     UNION ALL SELECT {LAST_SEQ}, $5 WHERE $5 IS NOT NULL),
-                          kept AS (SELECT seq, update FROM folded ORDER BY seq DESC LIMIT {FOLD_KEEPS})
+                    "WITH {prior},
+                          own AS (SELECT pg_catalog.nextval($6::pg_catalog.regclass) AS seq,
+                                         $5::pg_catalog.bytea AS update
+                                   WHERE $5 IS NOT NULL),
+                          kept AS (SELECT seq, update
+                                     FROM (SELECT seq, update FROM prior
+                                           UNION ALL SELECT seq, update FROM own) AS entries
+                                    ORDER BY seq DESC LIMIT {keeps})
                      INSERT INTO {folds} (entity, row_id, snapshot, version, seqs, updates)
                      SELECT $1, $2, $3, $4,
-                            coalesce(array_agg(seq ORDER BY seq), '{{}}'),
-                            coalesce(array_agg(update ORDER BY seq), '{{}}')
+                            coalesce(pg_catalog.array_agg(seq ORDER BY seq), '{{}}'),
+                            coalesce(pg_catalog.array_agg(update ORDER BY seq), '{{}}')
                        FROM kept
                      ON CONFLICT (entity, row_id) DO UPDATE
                         SET snapshot = excluded.snapshot, version = excluded.version,
-                            seqs = excluded.seqs, updates = excluded.updates",
-                    log = s.log,
+                            seqs = excluded.seqs, updates = excluded.updates
+                     RETURNING seqs[pg_catalog.array_upper(seqs, 1)]",
                     folds = s.folds
                 ),
                 &[
                     row.entity.into(),
                     row.row_id.into(),
-                    stamp.as_str().into(),
+                    stamp.as_deref().unwrap_or_default().into(),
                     version.into(),
-                    last.into(),
+                    own.into(),
+                    sequence.as_str().into(),
+                    loaded.into(),
                 ],
+            )
+        };
+        let folded_seq = match (fold, &stamp) {
+            (Fold::Nothing, _) => None,
+            (Fold::Keep { version, last }, Some(_)) => keep(
+                &format!(
+                    "gone AS (DELETE FROM {} WHERE entity = $1 AND row_id = $2 RETURNING seq, update),
+                     prior AS (SELECT seq, update FROM gone)",
+                    s.log
+                ),
+                FOLD_KEEPS,
+                version,
+                last,
+                "",
             ),
+            (
+                Fold::Tail {
+                    version,
+                    loaded,
+                    update,
+                },
+                Some(_),
+            ) => keep(
+                &format!(
+                    "prior AS (SELECT u.seq, u.update
+                                 FROM {} AS f, unnest(f.seqs, f.updates) AS u (seq, update)
+                                WHERE f.entity = $1 AND f.row_id = $2 AND f.snapshot = $7)",
+                    s.folds
+                ),
+                TAIL_KEEPS,
+                version,
+                Some(update),
+                loaded,
+            ),
+            (Fold::Tail { .. }, None) => None,
             (Fold::Keep { .. } | Fold::Drop, _) => {
                 run(
                     &format!("DELETE FROM {} WHERE entity = $1 AND row_id = $2", s.log),
@@ -481,28 +536,34 @@ pub fn save_snapshot(row: RowRef<'_>, snapshot: &[u8], exists: bool, fold: Fold<
                     &format!("DELETE FROM {} WHERE entity = $1 AND row_id = $2", s.folds),
                     &keys(),
                 );
+                None
             }
-        }
-        stamp
+        };
+        (stamp, folded_seq)
     });
     Stamp {
         snapshot: stamp,
         log_seq: None,
+        folded_seq,
         log_len: 0,
         log_bytes: 0,
         snapshot_bytes: snapshot.len() as i64,
     }
 }
 
-/// What the row's last fold kept, if it wrote the snapshot tuple `snapshot` (a stamp): the
-/// snapshot's encoded version and the folded log entries after `after`, oldest first.
-pub fn folded_since(
-    row: RowRef<'_>,
-    snapshot: &str,
-    after: Option<i64>,
-) -> Option<(Vec<u8>, Vec<Vec<u8>>)> {
+/// What `folded_since` found: the snapshot's encoded version, and kept updates with their
+/// numbers, oldest first.
+pub struct Kept {
+    pub version: Vec<u8>,
+    pub entries: Vec<(i64, Vec<u8>)>,
+}
+
+/// What `_pylon_crdt_folds` keeps for the snapshot tuple `snapshot` (a stamp), if it is the one
+/// the last fold or tail write wrote: the snapshot's encoded version and the kept entries
+/// numbered after `after`, oldest first, with their numbers.
+pub fn folded_since(row: RowRef<'_>, snapshot: &str, after: Option<i64>) -> Option<Kept> {
     let query = format!(
-        "SELECT f.version, u.update
+        "SELECT f.version, u.seq, u.update
            FROM {} f LEFT JOIN LATERAL unnest(f.seqs, f.updates) AS u (seq, update) ON u.seq > $4
           WHERE f.entity = $1 AND f.row_id = $2 AND f.snapshot = $3
           ORDER BY u.seq",
@@ -516,13 +577,18 @@ pub fn folded_since(
     ];
     as_owner(|| {
         with_statement(&query, &args, |rows| {
-            let mut found: Option<(Vec<u8>, Vec<Vec<u8>>)> = None;
+            let mut found: Option<Kept> = None;
             for r in rows {
-                let (_, updates) = match &mut found {
-                    Some(found) => found,
-                    None => found.insert((r.get::<Vec<u8>>(1)?.unwrap_or_default(), Vec::new())),
+                let kept = match &mut found {
+                    Some(kept) => kept,
+                    None => found.insert(Kept {
+                        version: r.get::<Vec<u8>>(1)?.unwrap_or_default(),
+                        entries: Vec::new(),
+                    }),
                 };
-                updates.extend(r.get::<Vec<u8>>(2)?);
+                if let (Some(seq), Some(update)) = (r.get::<i64>(2)?, r.get::<Vec<u8>>(3)?) {
+                    kept.entries.push((seq, update));
+                }
             }
             Ok(found)
         })

@@ -533,6 +533,56 @@ fn row_lock_blocks_the_same_row_only() {
     assert_eq!(snapshot_doc(&mut c)["votes"].as_f64(), Some(2.0));
 }
 
+/// The fields of the docs the catch-up tests write.
+fn catch_up_fields() -> Value {
+    json!({"title": "string", "votes": {"type": "int", "crdt": "counter"}, "body": "richtext"})
+}
+
+/// Write number `n` to row 'd' of entity 'Doc': a title, a body and one vote.
+fn write_numbered(c: &mut Client, n: i64) -> Value {
+    let patch =
+        json!({"title": format!("t{n}"), "votes": {"increment": 1}, "body": format!("body {n}")});
+    c.query_one(
+        "SELECT pylon_crdt_apply_patch('Doc', 'd', $1, $2)",
+        &[&catch_up_fields(), &patch],
+    )
+    .unwrap()
+    .get(0)
+}
+
+/// Snapshots this connection's backend has decoded.
+fn decodes(c: &mut Client) -> i64 {
+    c.query_one("SELECT decodes FROM pylon_crdt_stats()", &[])
+        .unwrap()
+        .get(0)
+}
+
+/// The stamp of the snapshot tuple that `_pylon_crdt_folds` keeps entries for, if any.
+fn kept_for(c: &mut Client) -> Option<String> {
+    c.query_opt(
+        "SELECT snapshot FROM _pylon_crdt_folds WHERE entity = 'Doc' AND row_id = 'd'",
+        &[],
+    )
+    .unwrap()
+    .map(|r| r.get(0))
+}
+
+/// The doc `c`'s backend serves for 'Doc'/'d' is the stored one, read by a fresh connection.
+fn assert_serves_stored(c: &mut Client, url: &str, what: &str) {
+    let served: Vec<u8> = c
+        .query_one("SELECT pylon_crdt_snapshot('Doc', 'd')", &[])
+        .unwrap()
+        .get(0);
+    let stored = stored_doc(&mut connect(url), "Doc", "d").unwrap();
+    let served = decode(&served).unwrap();
+    assert_eq!(
+        doc_json(&served),
+        doc_json(&stored),
+        "{what}: not the stored doc"
+    );
+    assert_eq!(served.oplog_vv(), stored.oplog_vv(), "{what}");
+}
+
 /// Two backends write one `log` row, and B's writes fold its log (every 3 entries). A's
 /// cached doc, from before each fold, catches up from the entries the fold kept in
 /// `_pylon_crdt_folds` without decoding the new snapshot, and ends equal to the stored doc.
@@ -549,65 +599,23 @@ fn a_cached_doc_catches_up_across_a_fold_without_decoding() {
     .unwrap();
     b.batch_execute("SET pylon_crdt.log_compact_threshold = 3")
         .unwrap();
-    let fields =
-        json!({"title": "string", "votes": {"type": "int", "crdt": "counter"}, "body": "richtext"});
-    let write = |c: &mut Client, n: i64| -> Value {
-        let patch = json!({"title": format!("t{n}"), "votes": {"increment": 1}, "body": format!("body {n}")});
-        c.query_one(
-            "SELECT pylon_crdt_apply_patch('Doc', 'd', $1, $2)",
-            &[&fields, &patch],
-        )
-        .unwrap()
-        .get(0)
-    };
-    let decodes = |c: &mut Client| -> i64 {
-        c.query_one("SELECT decodes FROM pylon_crdt_stats()", &[])
-            .unwrap()
-            .get(0)
-    };
-    let last_fold = |c: &mut Client| -> Option<String> {
-        c.query_opt(
-            "SELECT snapshot FROM _pylon_crdt_folds WHERE entity = 'Doc' AND row_id = 'd'",
-            &[],
-        )
-        .unwrap()
-        .map(|r| r.get(0))
-    };
-    let same_as_stored = |a: &mut Client, what: &str| {
-        let served: Vec<u8> = a
-            .query_one("SELECT pylon_crdt_snapshot('Doc', 'd')", &[])
-            .unwrap()
-            .get(0);
-        let mut fresh = connect(&url);
-        let stored = stored_doc(&mut fresh, "Doc", "d").unwrap();
-        assert_eq!(
-            doc_json(&decode(&served).unwrap()),
-            doc_json(&stored),
-            "{what}: A's doc is not the stored one"
-        );
-        assert_eq!(
-            decode(&served).unwrap().oplog_vv(),
-            stored.oplog_vv(),
-            "{what}"
-        );
-    };
 
     let mut n = 1;
-    write(&mut a, n);
+    write_numbered(&mut a, n);
     for round in 0..4 {
-        let fold_before = last_fold(&mut a);
+        let fold_before = kept_for(&mut a);
         for _ in 0..4 {
             n += 1;
-            write(&mut b, n);
+            write_numbered(&mut b, n);
         }
-        let fold_after = last_fold(&mut a);
+        let fold_after = kept_for(&mut a);
         assert!(
             fold_after.is_some() && fold_after != fold_before,
             "round {round}: B's writes folded the log"
         );
         let before = decodes(&mut a);
         n += 1;
-        let projection = write(&mut a, n);
+        let projection = write_numbered(&mut a, n);
         assert_eq!(
             decodes(&mut a),
             before,
@@ -615,32 +623,104 @@ fn a_cached_doc_catches_up_across_a_fold_without_decoding() {
         );
         assert_eq!(projection["votes"], json!(n), "round {round}");
         assert_eq!(projection["title"], json!(format!("t{n}")), "round {round}");
-        same_as_stored(&mut a, &format!("round {round}"));
+        assert_serves_stored(&mut a, &url, &format!("round {round}"));
     }
 
-    // A trimmed compaction (with a log to fold) keeps no fold: A decodes the new snapshot.
+    // A trimmed compaction keeps nothing: A decodes the new snapshot.
     n += 1;
-    write(&mut b, n);
+    write_numbered(&mut b, n);
     b.execute("SELECT pylon_crdt_compact('Doc', 'd', true)", &[])
         .unwrap();
-    assert_eq!(
-        last_fold(&mut a),
-        None,
-        "a trimmed compaction keeps no fold"
-    );
+    assert_eq!(kept_for(&mut a), None, "a trimmed compaction keeps nothing");
     let before = decodes(&mut a);
     n += 1;
-    assert_eq!(write(&mut a, n)["votes"], json!(n));
+    assert_eq!(write_numbered(&mut a, n)["votes"], json!(n));
     assert_eq!(decodes(&mut a), before + 1, "after a trim A decodes");
-    same_as_stored(&mut a, "after the trim");
+    assert_serves_stored(&mut a, &url, "after the trim");
 
-    // Deleting the doc deletes its fold.
+    // Deleting the doc deletes what was kept for it.
     for _ in 0..4 {
         n += 1;
-        write(&mut b, n);
+        write_numbered(&mut b, n);
     }
-    assert!(last_fold(&mut a).is_some());
+    assert!(kept_for(&mut a).is_some());
     a.execute("SELECT pylon_crdt_delete('Doc', 'd')", &[])
         .unwrap();
-    assert_eq!(last_fold(&mut a), None, "the doc's fold is deleted with it");
+    assert_eq!(kept_for(&mut a), None, "what was kept goes with the doc");
+}
+
+/// Two backends take turns on one row in `snapshot` storage. Once each has found its cached
+/// doc stale, their writes keep a tail in `_pylon_crdt_folds`, and from then on neither
+/// decodes: each catches up from the other's kept update. A write of the snapshot from
+/// outside (the runtime's path, which keeps no tail) sends the next writer back to a decode,
+/// and its change is in.
+#[test]
+fn writers_taking_turns_in_snapshot_storage_catch_up_from_the_tail() {
+    let url = fresh_db("tail_catch_up");
+    let (mut a, mut b) = (connect(&url), connect(&url));
+    a.batch_execute(
+        r#"CREATE TABLE "Doc" (id text PRIMARY KEY, title text, votes int, body text)"#,
+    )
+    .unwrap();
+    let mut n = 0;
+    for _ in 0..3 {
+        for c in [&mut a, &mut b] {
+            n += 1;
+            write_numbered(c, n);
+        }
+    }
+    assert!(kept_for(&mut a).is_some(), "contended writes keep a tail");
+    let (decoded_a, decoded_b) = (decodes(&mut a), decodes(&mut b));
+    for round in 0..10 {
+        for c in [&mut a, &mut b] {
+            n += 1;
+            let projection = write_numbered(c, n);
+            assert_eq!(projection["votes"], json!(n), "round {round}");
+            assert_eq!(projection["title"], json!(format!("t{n}")), "round {round}");
+        }
+        assert_serves_stored(&mut a, &url, &format!("round {round}"));
+    }
+    assert_eq!(decodes(&mut a), decoded_a, "A decoded a snapshot");
+    assert_eq!(decodes(&mut b), decoded_b, "B decoded a snapshot");
+    // A write whose cached doc was current (no other writer since) keeps no tail. A's first
+    // write here follows B's, so it keeps one; the next two follow A's own.
+    n += 1;
+    write_numbered(&mut a, n);
+    let kept = kept_for(&mut a);
+    for _ in 0..2 {
+        n += 1;
+        write_numbered(&mut a, n);
+    }
+    assert_eq!(kept_for(&mut a), kept, "an uncontended write keeps nothing");
+
+    // The runtime writes the snapshot itself: B finds no tail for it and decodes.
+    let mut runtime = connect(&url);
+    let doc = stored_doc(&mut runtime, "Doc", "d").unwrap();
+    doc.get_map("row")
+        .insert("title", "from the runtime")
+        .unwrap();
+    doc.commit();
+    let snapshot = doc.export(ExportMode::Snapshot).unwrap();
+    runtime
+        .execute(
+            "UPDATE _pylon_crdt_snapshots SET snapshot = $1 WHERE entity = 'Doc' AND row_id = 'd'",
+            &[&snapshot],
+        )
+        .unwrap();
+    let before = decodes(&mut b);
+    let projection: Value = b
+        .query_one(
+            "SELECT pylon_crdt_apply_patch('Doc', 'd', $1, '{\"votes\": {\"increment\": 1}}')",
+            &[&catch_up_fields()],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        decodes(&mut b),
+        before + 1,
+        "B decodes what the runtime wrote"
+    );
+    assert_eq!(projection["title"], json!("from the runtime"));
+    assert_eq!(projection["votes"], json!(n + 1));
+    assert_serves_stored(&mut b, &url, "after the runtime's write");
 }
