@@ -156,10 +156,21 @@ fn across_fold(
     cached: cache::CachedDoc,
     snapshot: &str,
 ) -> Option<(doc::OwnedDoc, Option<i64>)> {
-    // Entries up to the doc's last log entry, or its last kept one, it holds already.
-    let after = cached.stamp.log_seq.max(cached.stamp.folded_seq);
-    let store::Kept { version, entries } = store::folded_since(row, snapshot, after)?;
-    let newest = entries.last().map(|(seq, _)| *seq).or(after);
+    // The doc holds every entry up to its last log entry or its last kept one. When it knows
+    // that entry, the kept ones must still include it, or the doc is further behind than they
+    // reach and decoding is the cheaper way (nothing is imported in vain).
+    let held = cached.stamp.log_seq.max(cached.stamp.folded_seq);
+    let store::Kept {
+        version,
+        mut entries,
+    } = store::folded_since(row, snapshot, held)?;
+    if let Some(held) = held {
+        match entries.first() {
+            Some((seq, _)) if *seq == held => entries.remove(0),
+            _ => return None,
+        };
+    }
+    let newest = entries.last().map(|(seq, _)| *seq).or(held);
     let updates: Vec<Vec<u8>> = entries.into_iter().map(|(_, update)| update).collect();
     let doc = doc::OwnedDoc::new(cached.doc);
     let caught_up = doc::guarded(|| doc::catch_up(&doc, &version, &updates));
