@@ -73,8 +73,6 @@ struct Loaded {
     storage: Storage,
     /// Whether the row has a stored doc at all.
     exists: bool,
-    /// Whether this backend's cached doc was stale: another backend wrote the row since.
-    contended: bool,
 }
 
 /// Loads the row's doc: the cached one when its stamp still matches the stored row (catching
@@ -96,10 +94,11 @@ fn load(row: RowRef<'_>) -> Loaded {
         }
         other => (None, other),
     };
-    // A doc cached before the snapshot was rewritten (a fold of the row's log, or another
-    // writer's write in `snapshot` storage) catches up from what that write kept.
-    let contended = stale.is_some();
-    let folded_in = stale.and_then(|c| across_fold(row, c, stored.stamp.snapshot.as_deref()?));
+    // A doc cached before a fold of the row's log catches up from what the fold kept.
+    // (`snapshot` storage keeps nothing: see the README, "Storage modes".)
+    let folded_in = stale
+        .filter(|c| stored.storage == Storage::Log || c.stamp.log_seq.is_some())
+        .and_then(|c| across_fold(row, c, stored.stamp.snapshot.as_deref()?));
     // The log only grows while the sidecar tuple stays (folding it rewrites the tuple), so a
     // reusable doc's log counts carry over and only newer entries are read.
     let mut stamp = stored.stamp;
@@ -143,13 +142,12 @@ fn load(row: RowRef<'_>) -> Loaded {
         stamp,
         storage: stored.storage,
         exists,
-        contended,
     }
 }
 
 /// `cached` (stale: the row's snapshot tuple changed) brought up to the snapshot tuple
-/// `snapshot` by the updates that the write which wrote it kept (`store::folded_since`), with
-/// the newest kept entry it now holds; or None when that write kept nothing, kept too few, or
+/// `snapshot` by the updates that the fold which wrote it kept (`store::folded_since`), with
+/// the newest kept entry it now holds; or None when that fold kept nothing, kept too few, or
 /// anything fails: then the caller decodes the snapshot, as it always may.
 fn across_fold(
     row: RowRef<'_>,
@@ -202,7 +200,6 @@ pub fn merge(
         stamp,
         storage,
         exists,
-        contended,
     } = load(row);
     cache::choose_peer(row.entity, row.row_id, &doc);
     let before = doc.oplog_vv();
@@ -241,9 +238,7 @@ pub fn merge(
         (false, true) => Some(stamp),
         (false, false) => {
             crate::changes::record(row.entity, &[row.row_id], false);
-            Some(persist(
-                row, &doc, &delta, stamp, storage, exists, contended,
-            ))
+            Some(persist(row, &doc, &delta, stamp, storage, exists))
         }
     };
     drop(delta);
@@ -295,7 +290,6 @@ fn persist(
     stamp: Stamp,
     storage: Storage,
     exists: bool,
-    contended: bool,
 ) -> Stamp {
     if storage == Storage::Log && exists {
         let delta = doc::guarded(|| delta.bytes()).or_raise(row);
@@ -316,26 +310,14 @@ fn persist(
         cache::count(|s| s.compactions += 1);
     }
     let snapshot = doc::guarded(|| Ok(doc::snapshot(doc))).or_raise(row);
-    // What other backends' cached docs catch up from: a fold keeps the log it folds; in
-    // `snapshot` storage a write keeps a tail only when the row has other writers, so a row
-    // written from one backend pays nothing for it.
-    let keeps = stamp.log_len > 0 || (contended && stamp.snapshot.is_some());
-    let version = keeps.then(|| doc.oplog_vv().encode());
-    let own = match keeps {
-        true => Some(doc::guarded(|| delta.bytes()).or_raise(row)),
-        false => None,
-    };
-    let fold = match (&version, own, stamp.snapshot.as_deref()) {
-        (Some(version), Some(last), _) if stamp.log_len > 0 => store::Fold::Keep {
+    // A fold keeps what it folds in, for other backends' cached docs.
+    let version = (stamp.log_len > 0).then(|| doc.oplog_vv().encode());
+    let fold = match &version {
+        Some(version) => store::Fold::Keep {
             version,
-            last: Some(last),
+            last: Some(doc::guarded(|| delta.bytes()).or_raise(row)),
         },
-        (Some(version), Some(update), Some(loaded)) => store::Fold::Tail {
-            version,
-            loaded,
-            update,
-        },
-        _ => store::Fold::Nothing,
+        None => store::Fold::Nothing,
     };
     store::save_snapshot(row, &snapshot, stamp.snapshot.is_some(), fold)
 }

@@ -404,13 +404,7 @@ pub fn log_since(row: RowRef<'_>, after: Option<i64>) -> Vec<Vec<u8>> {
 /// what the log held.
 const FOLD_KEEPS: i64 = 64;
 
-/// How many of a `snapshot` row's newest writes its tail keeps (see `Fold::Tail`). A doc
-/// further behind decodes the snapshot instead: in the benchmark a hot row's stale doc
-/// decodes, writes and exports in about the time of 15 imports, and the tail is rewritten by
-/// every write that keeps it.
-const TAIL_KEEPS: i64 = 16;
-
-/// What writing a full snapshot does with the row's log, and what it keeps in
+/// What writing a full snapshot does with the row's log, and what a fold keeps in
 /// `_pylon_crdt_folds` for docs other backends cached before it: a row there holds the new
 /// snapshot's tuple stamp and encoded `version` and the newest updates it took in, each under
 /// a number from the log's sequence (so in the order they were written).
@@ -423,14 +417,6 @@ pub enum Fold<'a> {
     Keep {
         version: &'a [u8],
         last: Option<&'a [u8]>,
-    },
-    /// `snapshot` storage, a write whose cached doc was stale (the row has other writers):
-    /// keeps the tail the write before it kept (if that one wrote the tuple stamped `loaded`,
-    /// which this write replaced), then this write's `update`.
-    Tail {
-        version: &'a [u8],
-        loaded: &'a str,
-        update: &'a [u8],
     },
     /// Drops the log and keeps nothing (a trimmed history must not survive the trim).
     Drop,
@@ -463,7 +449,7 @@ pub fn save_snapshot(row: RowRef<'_>, snapshot: &[u8], exists: bool, fold: Fold<
         let keys = || [row.entity.into(), row.row_id.into()];
         let sequence = extension_table("_pylon_crdt_updates_seq");
         // `prior` (a CTE) gives the entries kept before this write's own, if any.
-        let keep = |prior: &str, keeps: i64, version: &[u8], own: Option<&[u8]>, loaded: &str| {
+        let keep = |prior: &str, keeps: i64, version: &[u8], own: Option<&[u8]>| {
             query_one::<i64>(
                 &format!(
                     "WITH {prior},
@@ -492,7 +478,6 @@ pub fn save_snapshot(row: RowRef<'_>, snapshot: &[u8], exists: bool, fold: Fold<
                     version.into(),
                     own.into(),
                     sequence.as_str().into(),
-                    loaded.into(),
                 ],
             )
         };
@@ -507,28 +492,7 @@ pub fn save_snapshot(row: RowRef<'_>, snapshot: &[u8], exists: bool, fold: Fold<
                 FOLD_KEEPS,
                 version,
                 last,
-                "",
             ),
-            (
-                Fold::Tail {
-                    version,
-                    loaded,
-                    update,
-                },
-                Some(_),
-            ) => keep(
-                &format!(
-                    "prior AS (SELECT u.seq, u.update
-                                 FROM {} AS f, unnest(f.seqs, f.updates) AS u (seq, update)
-                                WHERE f.entity = $1 AND f.row_id = $2 AND f.snapshot = $7)",
-                    s.folds
-                ),
-                TAIL_KEEPS,
-                version,
-                Some(update),
-                loaded,
-            ),
-            (Fold::Tail { .. }, None) => None,
             (Fold::Keep { .. } | Fold::Drop, _) => {
                 run(
                     &format!("DELETE FROM {} WHERE entity = $1 AND row_id = $2", s.log),
