@@ -447,19 +447,19 @@ pub fn save_snapshot(row: RowRef<'_>, snapshot: &[u8], exists: bool, fold: Fold<
         };
         let stamp = updated.or_else(|| query_one::<String>(&upsert, &args()));
         let keys = || [row.entity.into(), row.row_id.into()];
-        let sequence = extension_table("_pylon_crdt_updates_seq");
-        // `prior` (a CTE) gives the entries kept before this write's own, if any.
-        let keep = |prior: &str, keeps: i64, version: &[u8], own: Option<&[u8]>| {
-            query_one::<i64>(
+        let folded_seq = match (fold, &stamp) {
+            (Fold::Nothing, _) => None,
+            // The folding write's own update, numbered from the log's sequence, comes last.
+            (Fold::Keep { version, last }, Some(stamp)) => query_one::<i64>(
                 &format!(
-                    "WITH {prior},
+                    "WITH gone AS (DELETE FROM {log} WHERE entity = $1 AND row_id = $2 RETURNING seq, update),
                           own AS (SELECT pg_catalog.nextval($6::pg_catalog.regclass) AS seq,
                                          $5::pg_catalog.bytea AS update
                                    WHERE $5 IS NOT NULL),
                           kept AS (SELECT seq, update
-                                     FROM (SELECT seq, update FROM prior
+                                     FROM (SELECT seq, update FROM gone
                                            UNION ALL SELECT seq, update FROM own) AS entries
-                                    ORDER BY seq DESC LIMIT {keeps})
+                                    ORDER BY seq DESC LIMIT {FOLD_KEEPS})
                      INSERT INTO {folds} (entity, row_id, snapshot, version, seqs, updates)
                      SELECT $1, $2, $3, $4,
                             coalesce(pg_catalog.array_agg(seq ORDER BY seq), '{{}}'),
@@ -469,29 +469,17 @@ pub fn save_snapshot(row: RowRef<'_>, snapshot: &[u8], exists: bool, fold: Fold<
                         SET snapshot = excluded.snapshot, version = excluded.version,
                             seqs = excluded.seqs, updates = excluded.updates
                      RETURNING seqs[pg_catalog.array_upper(seqs, 1)]",
+                    log = s.log,
                     folds = s.folds
                 ),
                 &[
                     row.entity.into(),
                     row.row_id.into(),
-                    stamp.as_deref().unwrap_or_default().into(),
+                    stamp.as_str().into(),
                     version.into(),
-                    own.into(),
-                    sequence.as_str().into(),
+                    last.into(),
+                    extension_table("_pylon_crdt_updates_seq").as_str().into(),
                 ],
-            )
-        };
-        let folded_seq = match (fold, &stamp) {
-            (Fold::Nothing, _) => None,
-            (Fold::Keep { version, last }, Some(_)) => keep(
-                &format!(
-                    "gone AS (DELETE FROM {} WHERE entity = $1 AND row_id = $2 RETURNING seq, update),
-                     prior AS (SELECT seq, update FROM gone)",
-                    s.log
-                ),
-                FOLD_KEEPS,
-                version,
-                last,
             ),
             (Fold::Keep { .. } | Fold::Drop, _) => {
                 run(
