@@ -18,8 +18,12 @@ CREATE TABLE @extschema@._pylon_crdt_folds (
 );
 REVOKE ALL ON @extschema@._pylon_crdt_folds FROM PUBLIC;
 
--- Dropping an enabled table also drops its rows' folds.
-CREATE OR REPLACE FUNCTION @extschema@._pylon_crdt_forget_dropped_tables() RETURNS pg_catalog.event_trigger
+-- Dropping an enabled table also drops its rows' folds. The function is dropped and created
+-- again: the extension's scripts never replace an object in place, which an object a
+-- squatter made first would satisfy (tests/tools/extension_script.sh).
+DROP EVENT TRIGGER _pylon_crdt_forget_dropped_tables;
+DROP FUNCTION @extschema@._pylon_crdt_forget_dropped_tables();
+CREATE FUNCTION @extschema@._pylon_crdt_forget_dropped_tables() RETURNS pg_catalog.event_trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     gone pg_catalog.text[];
@@ -42,3 +46,5 @@ BEGIN
     END IF;
 END
 $$;
+CREATE EVENT TRIGGER _pylon_crdt_forget_dropped_tables ON sql_drop
+    EXECUTE FUNCTION @extschema@._pylon_crdt_forget_dropped_tables();
