@@ -8,6 +8,7 @@
 #   bench/profile.sh [approaches (a,e,f)] [writers on one row (8)] [seconds per cell (10)]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/cargo-env.sh
 work=/var/tmp/pylon_crdt_bench
 command -v perf >/dev/null || { echo "profile: needs perf (apt-get install linux-perf)" >&2; exit 1; }
 [ -f "$work/lib/pylon_crdt.so" ] || { echo "profile: run scripts/bench.sh first" >&2; exit 1; }
@@ -17,7 +18,7 @@ trap 'rm -rf "$data"' EXIT
 for approach in $(echo "${1:-a,e,f}" | tr ',' ' '); do
   perf record -a -F 997 -o "$data/$approach.perf" -- env BENCH_LIBRARY_DIR="$work/lib" \
     BENCH_MATRIX=0 BENCH_SMALL=0 BENCH_HOPS=0 BENCH_HOT="${2:-8}" BENCH_APPROACHES="$approach" \
-    BENCH_HOP_SECONDS="${3:-10}" bench/target/release/pylon_crdt_bench "$url" 2>&1 >/dev/null |
+    BENCH_HOP_SECONDS="${3:-10}" "$CARGO_TARGET_DIR/release/pylon_crdt_bench" "$url" 2>&1 >/dev/null |
     grep "one row" || true
   echo
   echo "($approach): the Postgres processes' samples by library, then the 25 hottest symbols"

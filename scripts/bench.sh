@@ -17,6 +17,7 @@
 #   PYLON_CRDT_PORT=28849 PYLON_CRDT_WORK=/var/tmp/pylon_crdt_bench scripts/cluster.sh stop
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/cargo-env.sh
 work=/var/tmp/pylon_crdt_bench
 
 # Only the results go to stdout: `scripts/bench.sh > results.md` keeps the table.
@@ -31,7 +32,7 @@ bash scripts/setup.sh >&2
 if [ -z "${BENCH_SKIP_INSTALL:-}" ]; then
   scripts/cluster.sh install --release >&2
   install -d -m 755 "$work/lib"
-  install -m 755 target/release/libpylon_crdt.so "$work/lib/pylon_crdt.so"
+  install -m 755 "$CARGO_TARGET_DIR/release/libpylon_crdt.so" "$work/lib/pylon_crdt.so"
 fi
 if [ -f "$work/lib/pylon_crdt.so" ]; then
   export BENCH_LIBRARY_DIR="$work/lib"
@@ -44,7 +45,7 @@ before=$(sha256sum "$lib")
 # A cluster of its own, never the demo/test cluster on 28815.
 url=$(PYLON_CRDT_PORT=28849 PYLON_CRDT_WORK="$work" scripts/cluster.sh start)
 echo "bench: cluster $url" >&2
-bench/target/release/pylon_crdt_bench "$url"
+"$CARGO_TARGET_DIR/release/pylon_crdt_bench" "$url"
 # Issue 15: the search_path pin by itself, beside (g) and (h) above.
 echo
 "$(dirname "$(scripts/postgres-versions.sh --print-pg-config 15)")/psql" "$url" -X -q -A -t -f bench/pin_cost.sql | tail -n 1

@@ -15,6 +15,8 @@
 # (100), PYLON_CRDT_CLIENT_FUZZ_INPUTS (100000), PYLON_CRDT_CLIENT_FUZZ_CONNECTIONS (4).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The shared target directory of the main work directory, chosen before WORK changes below.
+source scripts/cargo-env.sh
 
 export PYLON_CRDT_PORT=28839
 export PYLON_CRDT_WORK=/var/tmp/pylon_crdt_client
@@ -29,7 +31,7 @@ while [ $# -gt 0 ]; do
 done
 
 # Build first, so the cluster is not left running for a compile error.
-cargo test --manifest-path tests/client/Cargo.toml --no-run --quiet
+cargo test --manifest-path tests/client/Cargo.toml --no-run
 
 export PYLON_CRDT_URL
 PYLON_CRDT_URL=$(scripts/cluster.sh start | tail -n 1)

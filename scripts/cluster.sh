@@ -15,6 +15,7 @@
 #   scripts/cluster.sh standby-stop   stop it and remove its data directory
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/cargo-env.sh
 source scripts/pg-env.sh
 
 case "${1:-}" in

@@ -3,12 +3,21 @@
 # without Rust: target/package/postgresql-<major>-pylon-crdt_<version>_amd64.deb puts the
 # library and the SQL files where Debian's (and PGDG's) postgresql-<major> look for them
 # (/usr/lib/postgresql/<major>/lib, /usr/share/postgresql/<major>/extension), and a .tar.gz
-# beside it holds the same files for other layouts. Release builds (`cargo pgrx package`,
-# fat LTO: about 5 minutes each on 2 cores).
-#   scripts/package.sh [MAJOR ...]     default: 15 14 16 17 18
+# beside it holds the same files for other layouts. Release builds by default (`cargo pgrx
+# package`, fat LTO: about 5 minutes each on 2 cores).
+#   scripts/package.sh [--profile PROFILE] [MAJOR ...]     default: release; 15 14 16 17 18
+# The package test (tests/tools/package_deb.sh) passes `--profile dev`: it packages the build
+# the tests already made and installed, so it tests the package (its layout, dpkg, a server
+# loading it from its own files) without compiling the extension a fourth time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/cargo-env.sh
 
+profile=release
+if [ "${1:-}" = --profile ]; then
+  profile=${2:?"--profile needs a cargo profile name"}
+  shift 2
+fi
 majors=("$@")
 ((${#majors[@]})) || majors=(15 14 16 17 18)
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
@@ -18,7 +27,7 @@ for major in "${majors[@]}"; do
   pg_config=$(scripts/postgres-versions.sh --print-pg-config "$major")
   build="$out/build-pg$major"
   rm -rf "$build"
-  cargo pgrx package --pg-config "$pg_config" --out-dir "$build" >&2
+  cargo pgrx package --profile "$profile" --pg-config "$pg_config" --out-dir "$build" >&2
 
   # `cargo pgrx package` lays files out under the build server's own paths; move them to
   # Debian's.

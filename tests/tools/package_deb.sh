@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # The .deb that scripts/package.sh builds installs into the system Postgres 15 with dpkg and
 # works from its own files alone (no Rust, no cargo-pgrx): CREATE EXTENSION, a write, the
-# sidecar. Runs on the apt Postgres 15 only; takes a release build (about 5 minutes).
+# sidecar. Runs on the apt Postgres 15 only. It packages the dev-profile build that
+# `scripts/cluster.sh install` made a moment ago (nothing compiles again): what is tested here is
+# the package, whose files and layout are the same whichever profile built the library. The
+# release build (fat LTO) is `scripts/package.sh 15`'s default, and the benchmark's.
 source "$(dirname "$0")/lib.sh"
 [ "$PG_MAJOR" = 15 ] || { echo "skip - the .deb is tested on the apt Postgres 15"; exit 0; }
 
-deb=$(scripts/package.sh 15 | tail -n 1)
+deb=$(scripts/package.sh --profile dev 15 | tail -n 1)
 pkglibdir=$("$PG_CONFIG" --pkglibdir)
 extdir="$("$PG_CONFIG" --sharedir)/extension"
 # Only the package's files may serve CREATE EXTENSION: drop what `cargo pgrx install` put there.
