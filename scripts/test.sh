@@ -23,7 +23,8 @@ install -d -m 755 "$WORK" "$WORK/logs"
 source scripts/cargo-env.sh
 log="$WORK/logs/test-$(date -u +%Y%m%dT%H%M%SZ).log"
 exec > >(tee "$log") 2>&1
-ls -1t "$WORK"/logs/test-*.log | tail -n +21 | xargs -r rm -f
+# The newest 20 runs' logs are kept.
+find "$WORK/logs" -name 'test-*.log' -printf '%T@ %p\n' | sort -rn | tail -n +21 | cut -d' ' -f2- | xargs -r rm -f
 # A step's heading, with the time since the start of the run.
 step() { echo "== [$(((SECONDS - started) / 60))m$(printf %02d $(((SECONDS - started) % 60)))s] $*"; }
 
