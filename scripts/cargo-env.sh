@@ -17,3 +17,7 @@ if [ -z "${PYLON_CRDT_TARGET_WARM:-}" ]; then
   fi
 fi
 mkdir -p "$CARGO_TARGET_DIR"
+# cargo-pgrx adds `-Wl,--no-gc-sections` to the rustflags of its library builds, which gives
+# every dependency a second build apart from `cargo test`'s; build.rs passes the flag to this
+# crate's library link alone instead.
+export CARGO_PGRX_DISABLE_GC_SECTIONS_WORKAROUND=1
