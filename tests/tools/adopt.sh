@@ -30,8 +30,14 @@ check "the runtime's INSERT shape still works" "1" \
 
 fresh_db adopt_bad
 sql adopt_bad -c "CREATE TABLE _pylon_crdt_snapshots (entity text, row_id text, snapshot bytea, updated_at timestamptz, owner_id int NOT NULL, PRIMARY KEY (entity, row_id))"
-check "a NOT NULL column without default is refused" "refused" \
-  "$(sql adopt_bad -c "CREATE EXTENSION pylon_crdt" >/dev/null 2>&1 && echo accepted || echo refused)"
+# The refusal itself, by SQLSTATE and message: any other failure of CREATE EXTENSION is not it.
+refusal_of() { # db: CREATE EXTENSION's error, as "SQLSTATE: message", or "accepted"
+  local err
+  err=$(sql "$1" -v VERBOSITY=verbose -c "CREATE EXTENSION pylon_crdt" 2>&1 >/dev/null) && { echo accepted; return; }
+  sed -n 's/^ERROR:  \([0-9A-Z]\{5\}\): \(.*\)$/\1: \2/p' <<<"$err" | head -n 1
+}
+check "a NOT NULL column without default is refused" \
+  "42P16: existing _pylon_crdt_snapshots has NOT NULL column(s) without default: owner_id" "$(refusal_of adopt_bad)"
 
 fresh_db adopt_owned
 sql adopt_owned <<SQL
@@ -48,8 +54,9 @@ check "a sidecar a non-superuser owns is refused, saying why" "yes" \
 check "and the extension is not installed" "0" \
   "$(sql adopt_owned -c "SELECT count(*) FROM pg_extension WHERE extname = 'pylon_crdt'")"
 sql adopt_owned -c "ALTER TABLE _pylon_crdt_snapshots OWNER TO postgres" -c "GRANT TRIGGER ON _pylon_crdt_snapshots TO pylon_runtime_app"
-check "a sidecar that grants TRIGGER to a non-superuser is refused" "refused" \
-  "$(sql adopt_owned -c "CREATE EXTENSION pylon_crdt" >/dev/null 2>&1 && echo accepted || echo refused)"
+check "a sidecar that grants TRIGGER to a non-superuser is refused" \
+  "42501: existing table _pylon_crdt_snapshots grants TRIGGER to role(s) pylon_runtime_app, which are not superusers" \
+  "$(refusal_of adopt_owned)"
 # What the HINT says to do: a superuser owns it, the runtime's role keeps what it needs.
 sql adopt_owned -c "REVOKE TRIGGER ON _pylon_crdt_snapshots FROM pylon_runtime_app" \
   -c "GRANT SELECT, INSERT, UPDATE, DELETE ON _pylon_crdt_snapshots TO pylon_runtime_app" -c "CREATE EXTENSION pylon_crdt"

@@ -63,7 +63,7 @@ reads="SELECT concat_ws(' | ',
   pylon_crdt_project('Log', 'l1', '$LOG'),
   md5(pylon_crdt_snapshot('task', 't1')), md5(pylon_crdt_snapshot('Note', 'n1')), md5(pylon_crdt_snapshot('Log', 'l1')),
   encode(pylon_crdt_version('task', 't1'), 'hex'), encode(pylon_crdt_version('Log', 'l1'), 'hex'),
-  length(pylon_crdt_update_since('Note', 'n1', pylon_crdt_version('Nothing', 'here'))) > 0,
+  loro_project(pylon_crdt_update_since('Note', 'n1', pylon_crdt_version('Nothing', 'here')), '$NOTE'),
   (SELECT count(*) FROM pylon_crdt_verify()), (SELECT count(*) FROM pylon_crdt_stats()),
   (SELECT string_agg(row_id || ':' || deleted || ':' || md5(version), ',' ORDER BY cursor, row_id) FROM pylon_crdt_changes('task')))"
 primary_reads=$(sql standby_src -c "$reads")
@@ -72,6 +72,9 @@ check "the standby reads what the primary reads (projections, snapshots, version
 check "... and the reads are the expected ones" \
   '{"notes": "Draft four", "title": "Written before", "votes": 7} | {"notes": "x", "title": "second", "votes": 0} | {"body": "hello", "title": "edited on the primary"} | {"body": "hello", "title": "edited on the primary"} | {"n": 10}' \
   "$(echo "$primary_reads" | cut -d'|' -f1-5 | sed 's/ $//')"
+check "... and the update since an empty version carries the whole doc" \
+  '{"body": "hello", "title": "edited on the primary"}' \
+  "$(echo "$primary_reads" | cut -d'|' -f11 | sed 's/^ //; s/ $//')"
 
 check "the standby's changes feed lists the enabled table's rows" "t1,t2" \
   "$(ssql standby_src -c "SELECT string_agg(row_id, ',' ORDER BY row_id) FROM pylon_crdt_changes('task')")"

@@ -143,17 +143,6 @@ pub fn expect_err<T: std::fmt::Debug>(r: Result<T, postgres::Error>, what: &str)
     }
 }
 
-/// Whether a function of that name exists in the database.
-pub fn has_function(c: &mut Client, name: &str) -> bool {
-    c.query_one(
-        "SELECT count(*) FROM pg_catalog.pg_proc WHERE proname = $1",
-        &[&name],
-    )
-    .unwrap()
-    .get::<_, i64>(0)
-        > 0
-}
-
 /// Decodes a snapshot with loro in the client: the whole history must import, nothing
 /// pending.
 pub fn decode(bytes: &[u8]) -> Result<LoroDoc, String> {
@@ -359,22 +348,17 @@ pub fn check_entity_by_hand(
     problems
 }
 
-/// `pylon_crdt_verify(entity)` when the installed extension has it, else `None`.
-pub fn verify(c: &mut Client, entity: Option<&str>) -> Option<Vec<(String, String, String)>> {
-    if !has_function(c, "pylon_crdt_verify") {
-        return None;
-    }
-    let rows = c
-        .query(
-            "SELECT entity, row_id, problem FROM pylon_crdt_verify($1)",
-            &[&entity],
-        )
-        .expect("pylon_crdt_verify");
-    Some(
-        rows.iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
-            .collect(),
+/// `pylon_crdt_verify(entity)`: (entity, row id, problem) of every row it finds wrong. A
+/// missing or renamed function fails the test that asked.
+pub fn verify(c: &mut Client, entity: Option<&str>) -> Vec<(String, String, String)> {
+    c.query(
+        "SELECT entity, row_id, problem FROM pylon_crdt_verify($1)",
+        &[&entity],
     )
+    .expect("pylon_crdt_verify")
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2)))
+    .collect()
 }
 
 /// Runs `scripts/cluster.sh <cmd>` for the test cluster.

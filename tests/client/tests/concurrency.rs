@@ -21,16 +21,12 @@ fn env_usize(name: &str, default: usize) -> usize {
 /// projection, the materialized column and the snapshot decoded here with loro. Every call
 /// returns a distinct value 1..=8000, so no write ever saw a stale doc.
 ///
-/// Every write decodes and re-encodes the whole doc, whose history grows with each write, so
-/// the run is quadratic: seconds with an optimized Loro, many minutes with an unoptimized
-/// (debug) build of the extension. Writers stop early when `PYLON_CRDT_CLIENT_COUNTER_BUDGET_S`
-/// (default 150 s) runs out; the sum must then equal the calls made, and the shortfall is
-/// printed.
+/// Every writer makes all of its calls, however long they take: a count that stopped at a
+/// deadline would pass with fewer writes than planned.
 #[test]
 fn counter_increments_from_16_connections_sum_exactly() {
     let conns = env_usize("PYLON_CRDT_CLIENT_CONNECTIONS", 16);
     let per_conn = env_usize("PYLON_CRDT_CLIENT_INCREMENTS", 500);
-    let budget = Duration::from_secs(env_usize("PYLON_CRDT_CLIENT_COUNTER_BUDGET_S", 150) as u64);
     let planned = conns * per_conn;
     let url = fresh_db("counter");
     let mut c = connect(&url);
@@ -54,12 +50,8 @@ fn counter_increments_from_16_connections_sum_exactly() {
                     .prepare("SELECT pylon_crdt_apply_patch('Counter', 'c1', $1, $2)")
                     .unwrap();
                 barrier.wait();
-                let deadline = Instant::now() + budget;
                 let mut seen = Vec::with_capacity(per_conn);
                 for _ in 0..per_conn {
-                    if Instant::now() > deadline {
-                        break;
-                    }
                     let p: Value = c.query_one(&stmt, &[&fields, &patch]).unwrap().get(0);
                     seen.push(p["votes"].as_f64().expect("votes is a number") as i64);
                 }
@@ -98,13 +90,13 @@ fn counter_increments_from_16_connections_sum_exactly() {
     let decoded_stored = doc_json(&decode(&stored).expect("stored snapshot decodes"));
     let final_value = projection["votes"].as_f64().unwrap() as i64;
     println!(
-        "counter: {conns} connections x {per_conn} increments: {total} of {planned} calls made in {elapsed:.1?}{}; \
+        "counter: {conns} connections x {per_conn} increments: {total} of {planned} calls made in {elapsed:.1?}; \
          final {final_value}, lost updates {}, snapshot {} bytes",
-        if total < planned { " (TIME BUDGET RAN OUT: slow server build?)" } else { "" },
         total as i64 - final_value,
         stored.len()
     );
 
+    assert_eq!(total, planned, "calls made");
     assert_eq!(final_value, total as i64, "projection");
     assert_eq!(column as usize, total, "materialized column");
     assert_eq!(
@@ -460,17 +452,16 @@ fn row_lock_blocks_the_same_row_only() {
     holder.batch_execute("BEGIN").unwrap();
     holder.query_one(sql, &[&"A", &fields, &inc]).unwrap();
 
-    // Row B: not blocked.
+    // Row B: not blocked. It returns while the holder still holds A; had it waited on a lock,
+    // lock_timeout would have ended it with 55P03 (a lock wait, not a slow write).
     let mut other = connect(&url);
-    other.batch_execute("SET statement_timeout = '5s'").unwrap();
-    let t = Instant::now();
-    let b: Value = other.query_one(sql, &[&"B", &fields, &inc]).unwrap().get(0);
+    other.batch_execute("SET lock_timeout = '5s'").unwrap();
+    let b: Value = other
+        .query_one(sql, &[&"B", &fields, &inc])
+        .expect("the write to B waited on a lock")
+        .get(0);
     assert_eq!(b["votes"].as_f64(), Some(1.0));
-    assert!(
-        t.elapsed() < Duration::from_secs(2),
-        "write to B took {:?}",
-        t.elapsed()
-    );
+    other.batch_execute("RESET lock_timeout").unwrap();
 
     // Row A with a short statement_timeout: canceled while waiting.
     other

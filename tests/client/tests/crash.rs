@@ -91,15 +91,11 @@ fn start_scenario(db: &str) -> Scenario {
     )
     .unwrap();
     let mut entities = vec![PLAIN];
-    if has_function(&mut c, "pylon_crdt_enable") {
-        c.execute(r#"SELECT pylon_crdt_enable('"CrashLog"', $1)"#, &[&fields])
-            .unwrap();
-        if has_function(&mut c, "pylon_crdt_set_storage") {
-            c.execute("SELECT pylon_crdt_set_storage('CrashLog', 'log')", &[])
-                .unwrap();
-        }
-        entities.push(LOGGED);
-    }
+    c.execute(r#"SELECT pylon_crdt_enable('"CrashLog"', $1)"#, &[&fields])
+        .unwrap();
+    c.execute("SELECT pylon_crdt_set_storage('CrashLog', 'log')", &[])
+        .unwrap();
+    entities.push(LOGGED);
     let model = Arc::new(Mutex::new(Model::default()));
     for e in &entities {
         for i in 0..ROWS {
@@ -312,12 +308,11 @@ fn check_after_crash(s: Scenario) -> (usize, usize) {
             "by-hand check of {e} after the crash: {problems:#?}"
         );
     }
-    if let Some(rows) = verify(&mut c, None) {
-        assert!(
-            rows.is_empty(),
-            "pylon_crdt_verify after the crash: {rows:?}"
-        );
-    }
+    let rows = verify(&mut c, None);
+    assert!(
+        rows.is_empty(),
+        "pylon_crdt_verify after the crash: {rows:?}"
+    );
     // The extension still writes after recovery, on top of the committed state.
     for e in &s.entities {
         let p = apply(
@@ -374,17 +369,16 @@ fn tamper_and_expect_reports(url: &str, entities: &[&str]) {
             .any(|p| p.contains("Crash/r2") && p.contains("decode")),
         "{problems:?}"
     );
-    if let Some(rows) = verify(&mut c, None) {
+    let rows = verify(&mut c, None);
+    assert!(
+        rows.iter().any(|r| r.0 == PLAIN && r.1 == "r2"),
+        "pylon_crdt_verify missed the corrupt snapshot: {rows:?}"
+    );
+    if entities.contains(&LOGGED) {
         assert!(
-            rows.iter().any(|r| r.0 == PLAIN && r.1 == "r2"),
-            "pylon_crdt_verify missed the corrupt snapshot: {rows:?}"
+            rows.iter().any(|r| r.0 == LOGGED && r.1 == "r1"),
+            "pylon_crdt_verify missed the tampered column of a registered table: {rows:?}"
         );
-        if entities.contains(&LOGGED) {
-            assert!(
-                rows.iter().any(|r| r.0 == LOGGED && r.1 == "r1"),
-                "pylon_crdt_verify missed the tampered column of a registered table: {rows:?}"
-            );
-        }
     }
 }
 

@@ -548,8 +548,6 @@ fn hostile_inputs_never_crash_and_never_write_on_failure() {
     let mut c = connect(&url);
     let mut rng = StdRng::seed_from_u64(0x5eed);
     let corpus = Arc::new(build_corpus(&mut c, &mut rng));
-    let enable = has_function(&mut c, "pylon_crdt_enable");
-    let set_storage = has_function(&mut c, "pylon_crdt_set_storage");
     let mut targets = Vec::new();
     for w in 0..workers {
         let entity = format!("Fuzz{w}");
@@ -558,9 +556,9 @@ fn hostile_inputs_never_crash_and_never_write_on_failure() {
             quote_ident(&entity)
         ))
         .unwrap();
-        let flavor = match ((w + offset) % 4, enable) {
-            (2, true) => Flavor::Registered,
-            (3, true) if set_storage => Flavor::RegisteredLog,
+        let flavor = match (w + offset) % 4 {
+            2 => Flavor::Registered,
+            3 => Flavor::RegisteredLog,
             _ => Flavor::Spec,
         };
         if flavor != Flavor::Spec {
@@ -600,9 +598,9 @@ fn hostile_inputs_never_crash_and_never_write_on_failure() {
         .collect();
     let mut tally = Tally::default();
     let flavors: Vec<&str> = (0..workers)
-        .map(|w| match ((w + offset) % 4, enable) {
-            (2, true) => "registered",
-            (3, true) if set_storage => "registered+log",
+        .map(|w| match (w + offset) % 4 {
+            2 => "registered",
+            3 => "registered+log",
             _ => "fields spec",
         })
         .collect();
@@ -683,10 +681,9 @@ fn hostile_inputs_never_crash_and_never_write_on_failure() {
             failures.push(format!("{entity} after the run: {relevant:#?}"));
         }
     }
-    if let Some(rows) = verify(&mut c, None) {
-        if !rows.is_empty() {
-            failures.push(format!("pylon_crdt_verify after the run: {rows:#?}"));
-        }
+    let rows = verify(&mut c, None);
+    if !rows.is_empty() {
+        failures.push(format!("pylon_crdt_verify after the run: {rows:#?}"));
     }
 
     // Inputs that panicked inside the extension: replayed on a fresh row, they give XX000
@@ -855,9 +852,6 @@ fn max_input_bytes_refuses_oversized_inputs() {
 fn pylon_crdt_delete_then_write_keeps_enabled_columns_equal_to_the_doc() {
     let url = fresh_db("delete_rebuild");
     let mut c = connect(&url);
-    if !has_function(&mut c, "pylon_crdt_enable") {
-        return;
-    }
     let fields = json!({"title": "string", "outline": {"type": "string", "crdt": "tree"},
                         "tags": {"type": "string", "crdt": "list"}});
     c.batch_execute(
@@ -899,11 +893,8 @@ fn failed_imports_leave_no_trace_in_later_calls() {
     let fields = json!({"title": "string", "votes": {"type": "int", "crdt": "counter"}});
     c.batch_execute(r#"CREATE TABLE "Leak" (id text PRIMARY KEY, title text, votes int)"#)
         .unwrap();
-    let enabled = has_function(&mut c, "pylon_crdt_enable");
-    if enabled {
-        c.execute("SELECT pylon_crdt_enable('\"Leak\"', $1)", &[&fields])
-            .unwrap();
-    }
+    c.execute("SELECT pylon_crdt_enable('\"Leak\"', $1)", &[&fields])
+        .unwrap();
     c.execute(r#"INSERT INTO "Leak" (id) VALUES ('a'), ('b'), ('c')"#, &[])
         .unwrap();
     let patch = |c: &mut Client, row: &str, p: Value| -> Result<Value, postgres::Error> {
@@ -1048,7 +1039,7 @@ fn failed_imports_leave_no_trace_in_later_calls() {
     findings.extend(problems);
     assert!(
         findings.is_empty(),
-        "failed calls left traces (enabled table: {enabled}):\n{}",
+        "failed calls left traces (enabled table):\n{}",
         findings.join("\n")
     );
 }
@@ -1061,9 +1052,6 @@ fn failed_imports_leave_no_trace_in_later_calls() {
 fn random_schema_changes_never_crash_and_a_failed_alter_changes_nothing() {
     let url = fresh_db("hostile_alter");
     let mut c = connect(&url);
-    if !has_function(&mut c, "pylon_crdt_alter") {
-        return;
-    }
     let mut rng = StdRng::seed_from_u64(16);
     c.batch_execute(
         "CREATE TABLE shifting (id text PRIMARY KEY, a text, b int, c float8, d jsonb, e jsonb, f boolean);

@@ -213,54 +213,48 @@ fn table_privileges_govern_doc_reads_and_writes() {
     }
 
     // Registered overloads follow the same rules.
-    if has_function(&mut admin_db, "pylon_crdt_enable") {
-        admin_db
-            .batch_execute(
-                r#"CREATE TABLE "RegSecret" (id text PRIMARY KEY, title text);
-                   INSERT INTO "RegSecret" VALUES ('r1', 'x');
-                   GRANT SELECT ON "RegSecret" TO pcc_priv_reader;
-                   SELECT pylon_crdt_enable('"RegSecret"', '{"title":"string"}');"#,
-            )
-            .unwrap();
-        assert_denied(
-            reader.query_one(
-                "SELECT pylon_crdt_apply_patch('RegSecret', 'r1', '{\"title\":\"y\"}')",
-                &[],
-            ),
-            "reader registered apply_patch",
-        );
-        reader
-            .query_one("SELECT pylon_crdt_project('RegSecret', 'r1')", &[])
-            .unwrap();
-        assert_denied(
-            nobody.query_one("SELECT pylon_crdt_project('RegSecret', 'r1')", &[]),
-            "nobody registered project",
-        );
-        // Registering, unregistering or re-storing someone else's table is refused.
-        assert_denied(
-            nobody.query_one(
-                "SELECT pylon_crdt_enable('\"Secret\"', '{\"title\":\"string\"}')",
-                &[],
-            ),
-            "nobody enables a table it does not own",
-        );
-        assert_denied(
-            nobody.query_one("SELECT pylon_crdt_disable('\"RegSecret\"')", &[]),
-            "nobody disables a table it does not own",
-        );
-    }
-    if has_function(&mut admin_db, "pylon_crdt_set_storage") {
-        assert_denied(
-            nobody.query_one("SELECT pylon_crdt_set_storage('Secret', 'log')", &[]),
-            "nobody switches the storage of an entity it cannot write",
-        );
-    }
-    if has_function(&mut admin_db, "pylon_crdt_compact") {
-        assert_denied(
-            nobody.query_one("SELECT pylon_crdt_compact('Secret', 's1', true)", &[]),
-            "nobody trims the history of a doc it cannot write",
-        );
-    }
+    admin_db
+        .batch_execute(
+            r#"CREATE TABLE "RegSecret" (id text PRIMARY KEY, title text);
+               INSERT INTO "RegSecret" VALUES ('r1', 'x');
+               GRANT SELECT ON "RegSecret" TO pcc_priv_reader;
+               SELECT pylon_crdt_enable('"RegSecret"', '{"title":"string"}');"#,
+        )
+        .unwrap();
+    assert_denied(
+        reader.query_one(
+            "SELECT pylon_crdt_apply_patch('RegSecret', 'r1', '{\"title\":\"y\"}')",
+            &[],
+        ),
+        "reader registered apply_patch",
+    );
+    reader
+        .query_one("SELECT pylon_crdt_project('RegSecret', 'r1')", &[])
+        .unwrap();
+    assert_denied(
+        nobody.query_one("SELECT pylon_crdt_project('RegSecret', 'r1')", &[]),
+        "nobody registered project",
+    );
+    // Registering, unregistering or re-storing someone else's table is refused.
+    assert_denied(
+        nobody.query_one(
+            "SELECT pylon_crdt_enable('\"Secret\"', '{\"title\":\"string\"}')",
+            &[],
+        ),
+        "nobody enables a table it does not own",
+    );
+    assert_denied(
+        nobody.query_one("SELECT pylon_crdt_disable('\"RegSecret\"')", &[]),
+        "nobody disables a table it does not own",
+    );
+    assert_denied(
+        nobody.query_one("SELECT pylon_crdt_set_storage('Secret', 'log')", &[]),
+        "nobody switches the storage of an entity it cannot write",
+    );
+    assert_denied(
+        nobody.query_one("SELECT pylon_crdt_compact('Secret', 's1', true)", &[]),
+        "nobody trims the history of a doc it cannot write",
+    );
     drop((reader, writer, nobody, updonly));
     drop_roles(&mut admin_db, &roles);
 }
@@ -633,31 +627,29 @@ fn hostile_names_round_trip() {
     );
     w.batch_execute("ROLLBACK").unwrap();
 
-    // Registered tables with such names, when the extension has pylon_crdt_enable.
-    if has_function(&mut c, "pylon_crdt_enable") {
-        let name = "Reg \"quoted\"; 表";
-        c.batch_execute(&format!(
-            "CREATE TABLE {} (id text PRIMARY KEY, title text)",
-            quote_ident(name)
-        ))
-        .unwrap();
-        c.execute(
-            "SELECT pylon_crdt_enable($1::text::regclass, '{\"title\":\"string\"}')",
-            &[&quote_ident(name)],
+    // Registered tables with such names.
+    let name = "Reg \"quoted\"; 表";
+    c.batch_execute(&format!(
+        "CREATE TABLE {} (id text PRIMARY KEY, title text)",
+        quote_ident(name)
+    ))
+    .unwrap();
+    c.execute(
+        "SELECT pylon_crdt_enable($1::text::regclass, '{\"title\":\"string\"}')",
+        &[&quote_ident(name)],
+    )
+    .unwrap();
+    let p: Value = c
+        .query_one(
+            "SELECT pylon_crdt_apply_patch($1, $2, '{\"title\":\"reg\"}')",
+            &[&name, &rows[0]],
         )
-        .unwrap();
-        let p: Value = c
-            .query_one(
-                "SELECT pylon_crdt_apply_patch($1, $2, '{\"title\":\"reg\"}')",
-                &[&name, &rows[0]],
-            )
-            .unwrap()
-            .get(0);
-        assert_eq!(p["title"], "reg");
-        let p: Value = c
-            .query_one("SELECT pylon_crdt_project($1, $2)", &[&name, &rows[0]])
-            .unwrap()
-            .get(0);
-        assert_eq!(p["title"], "reg");
-    }
+        .unwrap()
+        .get(0);
+    assert_eq!(p["title"], "reg");
+    let p: Value = c
+        .query_one("SELECT pylon_crdt_project($1, $2)", &[&name, &rows[0]])
+        .unwrap()
+        .get(0);
+    assert_eq!(p["title"], "reg");
 }

@@ -59,11 +59,20 @@ SELECT count(*) FILTER (WHERE deleted) AS tombstones, count(*) FILTER (WHERE NOT
 SELECT pylon_crdt_prune_changes('feed', (SELECT max(cursor) FROM pylon_crdt_changes('feed', 0, 100000))) AS pruned;
 SELECT count(*) AS left_after_pruning FROM pylon_crdt_changes('feed', 0, 100000);
 
--- Table-less entities publish with pylon_crdt.publish = everything; with off, nothing is recorded.
+-- Table-less entities publish with pylon_crdt.publish = everything, not with registered; with
+-- off, nothing is recorded, a registered table's writes neither.
 SELECT pylon_crdt_apply_patch('Loose', 'x', '{"n":"int"}', '{"n":1}') IS NOT NULL AS written;
+SELECT count(*) AS unpublished_while_registered FROM pylon_crdt_changes('Loose');
 SET pylon_crdt.publish = off;
-SELECT count(*) AS unpublished FROM pylon_crdt_changes('Loose');
+SELECT pylon_crdt_apply_patch('Loose', 'x', '{"n":"int"}', '{"n":3}') IS NOT NULL AS written;
+INSERT INTO feed VALUES ('off', 'written while off', 1);
+SELECT pylon_crdt_apply_patch('feed', 'off', '{"votes":{"increment":1}}') ->> 'votes' AS votes;
 SET pylon_crdt.publish = everything;
+SELECT count(*) AS unpublished_while_off FROM pylon_crdt_changes('Loose');
+SELECT count(*) AS feed_unpublished_while_off FROM pylon_crdt_changes('feed', 0, 100000);
+DELETE FROM feed WHERE id = 'off';
+SELECT row_id, deleted FROM pylon_crdt_changes('feed', 0, 100000);
+SELECT pylon_crdt_prune_changes('feed', (SELECT max(cursor) FROM pylon_crdt_changes('feed', 0, 100000))) AS pruned;
 SELECT pylon_crdt_apply_patch('Loose', 'x', '{"n":"int"}', '{"n":2}') IS NOT NULL AS written;
 SELECT row_id, deleted FROM pylon_crdt_changes('Loose');
 SELECT pylon_crdt_delete('Loose', 'x');

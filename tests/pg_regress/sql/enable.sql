@@ -98,3 +98,20 @@ ALTER TABLE "we""ird Name" ADD COLUMN plain int;
 SELECT xmin AS v FROM _pylon_crdt_snapshots WHERE entity = 'we"ird Name' \gset
 UPDATE "we""ird Name" SET plain = 1;
 SELECT xmin = :'v' AS doc_untouched FROM _pylon_crdt_snapshots WHERE entity = 'we"ird Name';
+
+-- Your own triggers on an entity table, fired by the extension's column write, see the
+-- extension's pinned search_path (as under a function with SET search_path); fired by your own
+-- statement, your own path.
+CREATE TABLE paths_seen (n serial, path text);
+CREATE FUNCTION record_path() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO public.paths_seen (path) VALUES (pg_catalog.current_setting('search_path'));
+    RETURN NULL;
+END $$;
+CREATE TRIGGER record_path AFTER UPDATE ON "we""ird Name" FOR EACH ROW EXECUTE FUNCTION record_path();
+SET search_path = public, pg_catalog;
+SELECT pylon_crdt_apply_patch('we"ird Name', 'q', '{"title":"patched"}') ->> 'title' AS title;
+UPDATE "we""ird Name" SET plain = 2;
+RESET search_path;
+SELECT n, path FROM paths_seen ORDER BY n;
+DROP TRIGGER record_path ON "we""ird Name";

@@ -44,6 +44,24 @@ SELECT shape(pylon_crdt_apply_patch('Kinds', 'k', :'fields', jsonb_build_object(
   jsonb_build_object('move', jsonb_build_object('node', :'ch2', 'parent', NULL, 'index', 0)),
   jsonb_build_object('delete', :'ch1')))) -> 'outline');
 
+-- A tree deeper than 1000 levels is refused (54000) rather than risk the backend's stack, and
+-- that write is not kept; 1000 levels are fine. 1001 nodes are made side by side, then moved
+-- under one another.
+\set deep '{"outline":{"type":"string","crdt":"tree"}}'
+SELECT jsonb_array_length(pylon_crdt_apply_patch('Deep', 'd', :'deep', jsonb_build_object('outline',
+         (SELECT jsonb_agg('{"create":{"parent":null,"data":{}}}'::jsonb) FROM generate_series(1, 1001)))) -> 'outline') AS roots;
+CREATE TEMP TABLE deep_node AS
+  SELECT i, node ->> 'id' AS id
+    FROM jsonb_array_elements(pylon_crdt_project('Deep', 'd', :'deep') -> 'outline') WITH ORDINALITY AS n (node, i);
+SELECT jsonb_array_length(pylon_crdt_apply_patch('Deep', 'd', :'deep', jsonb_build_object('outline',
+         (SELECT jsonb_agg(jsonb_build_object('move', jsonb_build_object('node', c.id, 'parent', p.id)) ORDER BY c.i)
+            FROM deep_node c JOIN deep_node p ON p.i = c.i - 1 WHERE c.i <= 1000))) -> 'outline') AS roots_with_1000_levels;
+SELECT expect_error(format($$SELECT pylon_crdt_apply_patch('Deep', 'd', %L, %L)$$, :'deep',
+         jsonb_build_object('outline', jsonb_build_object('move', jsonb_build_object(
+           'node', (SELECT id FROM deep_node WHERE i = 1001), 'parent', (SELECT id FROM deep_node WHERE i = 1000))))));
+SELECT jsonb_array_length(pylon_crdt_project('Deep', 'd', :'deep') -> 'outline') AS roots_still;
+SELECT pylon_crdt_delete('Deep', 'd');
+
 -- The whole projection, every kind at once.
 SELECT jsonb_pretty(pylon_crdt_project('Kinds', 'k', :'fields') - 'outline');
 

@@ -25,10 +25,19 @@ SELECT loro_project(doc, '{"title":"string","body":"richtext","votes":{"type":"i
 -- loro_merge(a, b): one snapshot holding both; an update merges onto the snapshot it extends.
 SELECT loro_project(loro_merge(a.doc, c.doc), '{"body":"richtext","votes":{"type":"int","crdt":"counter"}}') AS merged
   FROM drafts a, drafts c WHERE a.id = 1 AND c.id = 3;
--- Merging is commutative and idempotent.
-SELECT loro_value(loro_merge(a.doc, b.doc)) = loro_value(loro_merge(b.doc, a.doc)) AS commutative,
-       loro_value(loro_merge(a.doc, a.doc)) = loro_value(a.doc) AS idempotent
-  FROM drafts a, drafts b WHERE a.id = 1 AND b.id = 2;
+-- Merging is commutative and idempotent. The fork is another peer's copy: the first one's
+-- history, then edits of its own made without the second's, so the two copies conflict (the
+-- same text edited, the counter incremented on both sides) and the merge has both sides.
+SELECT pylon_crdt_apply_update('LoroFork', 'd1', '{"title":"string","body":"richtext","votes":{"type":"int","crdt":"counter"}}',
+                               (SELECT doc FROM drafts WHERE id = 1)) ->> 'body' AS forked_from;
+SELECT pylon_crdt_apply_patch('LoroFork', 'd1', '{"title":"string","body":"richtext","votes":{"type":"int","crdt":"counter"}}',
+                              '{"title":"forked","body":"Hello there","votes":{"increment":5}}') IS NOT NULL AS written;
+WITH fork AS (SELECT pylon_crdt_snapshot('LoroFork', 'd1') AS doc)
+SELECT loro_value(loro_merge(b.doc, f.doc)) = loro_value(loro_merge(f.doc, b.doc)) AS commutative,
+       loro_value(loro_merge(b.doc, f.doc)) NOT IN (loro_value(b.doc), loro_value(f.doc)) AS has_both_sides,
+       loro_project(loro_merge(b.doc, f.doc), '{"title":"string","votes":{"type":"int","crdt":"counter"}}') AS merged,
+       loro_value(loro_merge(b.doc, b.doc)) = loro_value(b.doc) AS idempotent
+  FROM drafts b, fork f WHERE b.id = 2;
 
 -- loro_merge(blob) is also an aggregate over a column (NULLs skipped).
 INSERT INTO drafts VALUES (4, NULL);

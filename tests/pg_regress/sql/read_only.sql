@@ -16,7 +16,8 @@ SELECT pylon_crdt_project('ro_task', 't1') AS registered,
        pylon_crdt_project('RoNote', 'n1', '{"title":"string"}') AS table_less,
        pylon_crdt_project('RoLog', 'l1', '{"n":{"type":"int","crdt":"counter"}}') AS logged,
        length(pylon_crdt_snapshot('ro_task', 't1')) > 0 AS snapshot,
-       length(pylon_crdt_update_since('RoNote', 'n1', pylon_crdt_version('RoNote', 'missing'))) > 0 AS update_since,
+       loro_project(pylon_crdt_update_since('RoNote', 'n1', pylon_crdt_version('RoNote', 'missing')),
+                    '{"title":"string"}') AS update_since_nothing,
        (SELECT count(*) FROM pylon_crdt_verify()) AS problems;
 SELECT pg_current_xact_id_if_assigned() IS NULL AS no_transaction_id;
 COMMIT;

@@ -5,8 +5,14 @@ CREATE TABLE rep_note (id text PRIMARY KEY, title text, body text, votes int);
 SELECT pylon_crdt_enable('rep_note', '{"title":"string","body":"richtext","votes":{"type":"int","crdt":"counter"}}');
 SET pylon_crdt.replicate = on;
 SET pylon_crdt.publish = registered;
+-- Each write inserts its outbox row and deletes it again: the transaction's own statistics
+-- count both, and the table is left empty.
+BEGIN;
 INSERT INTO rep_note VALUES ('n1', 'here', 'local text', 1);
 SELECT pylon_crdt_apply_patch('rep_note', 'n1', '{"votes":{"increment":1}}') ->> 'votes' AS votes;
+SELECT n_tup_ins AS outbox_inserts, n_tup_del AS outbox_deletes
+  FROM pg_stat_xact_user_tables WHERE relid = '_pylon_crdt_outbox'::regclass;
+COMMIT;
 SELECT count(*) AS outbox_rows FROM _pylon_crdt_outbox;
 
 -- What an apply worker does with a change from another node: its session runs with
@@ -57,6 +63,22 @@ SELECT pylon_crdt_resend('rep_note') AS sent;
 SET pylon_crdt.replicate = off;
 SELECT pylon_crdt_resend();
 RESET pylon_crdt.replicate;
+
+-- Comparing and re-sending nodes' docs, and the settings that decide what is sent, recorded
+-- and announced, are the superuser's: another role is refused each of them.
+DROP ROLE IF EXISTS pylon_rep_user;
+CREATE ROLE pylon_rep_user;
+GRANT SELECT, INSERT, UPDATE, DELETE ON rep_note TO pylon_rep_user;
+SET ROLE pylon_rep_user;
+SELECT expect_error($$SELECT * FROM pylon_crdt_versions('rep_note')$$);
+SELECT expect_error($$SELECT * FROM pylon_crdt_verify_versions('[]')$$);
+SELECT expect_error($$SELECT pylon_crdt_resend('rep_note')$$);
+SELECT expect_error($$SET pylon_crdt.replicate = on$$);
+SELECT expect_error($$SET pylon_crdt.publish = everything$$);
+SELECT expect_error($$SET pylon_crdt.notify_unregistered = on$$);
+RESET ROLE;
+REVOKE ALL ON rep_note FROM pylon_rep_user;
+DROP ROLE pylon_rep_user;
 SELECT pylon_crdt_disable('rep_note', drop_docs => true);
 DROP TABLE rep_note;
 SELECT pylon_crdt_delete('Elsewhere', r) FROM (VALUES ('n1'), ('n2')) AS t (r);
