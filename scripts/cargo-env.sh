@@ -17,6 +17,20 @@ if [ -z "${PYLON_CRDT_TARGET_WARM:-}" ]; then
   fi
 fi
 mkdir -p "$CARGO_TARGET_DIR"
+# Cargo decides that a crate is built by comparing its files' mtimes with its last build, and
+# records those files relative to the crate: files of another checkout that are older than the
+# last build from here (edited before it, say) would look built, and the tests would run that
+# build. So when the checkout using the directory changes, this project's own crates (never the
+# dependencies) are cleaned once and build again from this checkout.
+_pylon_crdt_checkout="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+if [ "$(cat "$CARGO_TARGET_DIR/.pylon_crdt_checkout" 2>/dev/null)" != "$_pylon_crdt_checkout" ]; then
+  for _pylon_crdt_crate in .:pylon_crdt tests/client:pylon_crdt_client_tests bench:pylon_crdt_bench; do
+    cargo clean --quiet --manifest-path "$_pylon_crdt_checkout/${_pylon_crdt_crate%%:*}/Cargo.toml" \
+      -p "${_pylon_crdt_crate#*:}" 2>/dev/null || true
+  done
+  echo "$_pylon_crdt_checkout" >"$CARGO_TARGET_DIR/.pylon_crdt_checkout"
+fi
+unset _pylon_crdt_checkout _pylon_crdt_crate
 # cargo-pgrx adds `-Wl,--no-gc-sections` to the rustflags of its library builds, which gives
 # every dependency a second build apart from `cargo test`'s; build.rs passes the flag to this
 # crate's library link alone instead.

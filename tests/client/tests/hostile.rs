@@ -876,7 +876,7 @@ fn pylon_crdt_delete_then_write_keeps_enabled_columns_equal_to_the_doc() {
         .unwrap()
         .get(0);
     let problems = check_entity_by_hand(&mut c, "Outline", Some("Outline"), &fields);
-    let verified = verify(&mut c, Some("Outline")).unwrap_or_default();
+    let verified = verify(&mut c, Some("Outline"));
     assert!(
         problems.is_empty() && verified.is_empty(),
         "after pylon_crdt_delete and a write, the row disagrees with its doc (projection {p}):\n{problems:#?}\n{verified:?}"
@@ -1030,10 +1030,9 @@ fn failed_imports_leave_no_trace_in_later_calls() {
             "after an update refused at the row write, patch {{}} sees {p}"
         ));
     }
-    if let Some(rows) = verify(&mut c, Some("Leak")) {
-        if !rows.is_empty() {
-            findings.push(format!("pylon_crdt_verify: {rows:?}"));
-        }
+    let rows = verify(&mut c, Some("Leak"));
+    if !rows.is_empty() {
+        findings.push(format!("pylon_crdt_verify: {rows:?}"));
     }
     let problems = check_entity_by_hand(&mut c, "Leak", Some("Leak"), &fields);
     findings.extend(problems);
@@ -1145,7 +1144,7 @@ fn random_schema_changes_never_crash_and_a_failed_alter_changes_nothing() {
             Ok(_) => {
                 done += 1;
                 spec = new;
-                let problems = verify(&mut c, Some("shifting")).unwrap_or_default();
+                let problems = verify(&mut c, Some("shifting"));
                 assert!(
                     problems.is_empty(),
                     "round {round}: after altering to {spec} the rows disagree with their docs: {problems:?}"
