@@ -81,4 +81,22 @@ for from in "${FROM_VERSIONS[@]}"; do
   rm -f "$extdir/pylon_crdt--$from.sql"
   psql "$BASE/postgres" -X -q -c "DROP DATABASE \"$db\" WITH (FORCE)" -c "DROP DATABASE upgrade_fresh WITH (FORCE)"
 done
+
+# ALTER EXTENSION UPDATE refuses, as CREATE EXTENSION does, a sidecar that a non-superuser
+# owns (0.1.0 -> 0.2.0 added the check): it would write every role's docs into that table as
+# its owner. Nothing is updated; once a superuser owns the table, the update runs.
+install -m 644 sql/pylon_crdt--0.1.0.sql "$extdir/"
+fresh_db upgrade_owned
+sql upgrade_owned -c "SET client_min_messages = warning" -c "DROP ROLE IF EXISTS pylon_sidecar_owner" -c "CREATE ROLE pylon_sidecar_owner" \
+  -c "CREATE EXTENSION pylon_crdt VERSION '0.1.0'" -c "ALTER TABLE _pylon_crdt_snapshots OWNER TO pylon_sidecar_owner" >/dev/null
+refusal=$(sql upgrade_owned -v VERBOSITY=verbose -c "ALTER EXTENSION pylon_crdt UPDATE" 2>&1 >/dev/null || true)
+check "ALTER EXTENSION UPDATE refuses a sidecar a non-superuser owns (42501, naming the owner)" "yes" \
+  "$(grep -q '^ERROR:  42501: .*owned by role pylon_sidecar_owner, which is not a superuser' <<<"$refusal" && echo yes || echo "$refusal")"
+check "... and leaves the extension at 0.1.0" "0.1.0" \
+  "$(sql upgrade_owned -c "SELECT extversion FROM pg_extension WHERE extname = 'pylon_crdt'")"
+sql upgrade_owned -c "ALTER TABLE _pylon_crdt_snapshots OWNER TO postgres" -c "ALTER EXTENSION pylon_crdt UPDATE"
+check "once a superuser owns it, the update runs" "$current" \
+  "$(sql upgrade_owned -c "SELECT extversion FROM pg_extension WHERE extname = 'pylon_crdt'")"
+rm -f "$extdir/pylon_crdt--0.1.0.sql"
+psql "$BASE/postgres" -X -q -c "DROP DATABASE upgrade_owned WITH (FORCE)" -c "DROP ROLE pylon_sidecar_owner"
 finish

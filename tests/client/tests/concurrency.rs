@@ -524,6 +524,91 @@ fn row_lock_blocks_the_same_row_only() {
     assert_eq!(snapshot_doc(&mut c)["votes"].as_f64(), Some(2.0));
 }
 
+/// A function call for a row that does not exist yet inserts it: a concurrent creator of the
+/// same row of an enabled table waits on the unique id index until the first commits, then
+/// fails as a second plain INSERT would (23505, or 40P01 if the two also meet in the sidecar);
+/// its retry merges into the row the first one made.
+#[test]
+fn a_concurrent_creator_of_a_missing_row_fails_like_a_second_insert_and_its_retry_merges() {
+    let url = fresh_db("create_race");
+    let mut c = connect(&url);
+    c.batch_execute(
+        r#"CREATE TABLE "Race" (id text PRIMARY KEY, title text, votes int);
+           SELECT pylon_crdt_enable('"Race"', '{"title":"string","votes":{"type":"int","crdt":"counter"}}');"#,
+    )
+    .unwrap();
+    let sql = "SELECT pylon_crdt_apply_patch('Race', 'r1', $1)";
+    let mut first = connect(&url);
+    first.batch_execute("BEGIN").unwrap();
+    first
+        .query_one(
+            sql,
+            &[&json!({"title": "first", "votes": {"increment": 1}})],
+        )
+        .unwrap();
+
+    let (code_tx, code_rx) = mpsc::channel();
+    let (pid_tx, pid_rx) = mpsc::channel();
+    let url2 = url.clone();
+    let second = thread::spawn(move || {
+        let mut w = connect(&url2);
+        let pid: i32 = w.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+        pid_tx.send(pid).unwrap();
+        let inc = json!({"votes": {"increment": 10}});
+        let code = match w.query_one(sql, &[&inc]) {
+            Ok(_) => "no error".to_string(),
+            Err(e) => e.code().map_or(format!("{e}"), |s| s.code().to_string()),
+        };
+        code_tx.send(code).unwrap();
+        // The retry, as a client would.
+        w.query_one(sql, &[&inc]).expect("the retry");
+    });
+    let second_pid = pid_rx.recv().unwrap();
+    // It waits: a lock it has not been granted, held by the first creator's transaction.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = c
+            .query_one(
+                "SELECT count(*) FROM pg_locks WHERE pid = $1 AND NOT granted",
+                &[&second_pid],
+            )
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the second creator did not wait for the first"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    first.batch_execute("COMMIT").unwrap();
+    let code = code_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the second creator finishes once the first commits");
+    assert!(
+        code == "23505" || code == "40P01",
+        "the second creator fails as a second INSERT would, got {code}"
+    );
+    second.join().expect("the retry succeeds");
+    let p: Value = c
+        .query_one("SELECT pylon_crdt_project('Race', 'r1')", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        p,
+        json!({"title": "first", "votes": 11}),
+        "the retry merged"
+    );
+    let votes: i32 = c
+        .query_one(r#"SELECT votes FROM "Race" WHERE id = 'r1'"#, &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(votes, 11);
+    assert!(verify(&mut c, Some("Race")).is_empty());
+}
+
 /// The fields of the docs the catch-up tests write.
 fn catch_up_fields() -> Value {
     json!({"title": "string", "votes": {"type": "int", "crdt": "counter"}, "body": "richtext"})

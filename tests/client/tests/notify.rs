@@ -625,6 +625,68 @@ fn a_version_too_large_for_a_payload_is_left_out() {
     );
 }
 
+/// The payloads a listener gets within a few seconds, parsed.
+fn heard_payloads(listener: &mut Listener) -> Vec<Value> {
+    let mut n = listener.client.notifications();
+    let got: Vec<String> = n
+        .timeout_iter(Duration::from_secs(3))
+        .map(|note| Ok(note.payload().to_owned()))
+        .collect()
+        .unwrap();
+    got.iter()
+        .map(|p| serde_json::from_str(p).unwrap())
+        .collect()
+}
+
+/// A row id so long that even a payload without its update would not fit is left out, with
+/// the entity (`ids_omitted`), and `pylon_crdt_disable(…, drop_docs => true)` announces a
+/// `delete` for every doc it drops.
+#[test]
+fn long_row_ids_are_left_out_and_dropped_docs_are_announced() {
+    let url = fresh_db("notify_ids");
+    let mut c = connect(&url);
+    c.batch_execute(&format!(
+        "CREATE TABLE notes (id text PRIMARY KEY, title text, body text, votes int);
+         SELECT pylon_crdt_enable('notes', '{FIELDS}');"
+    ))
+    .unwrap();
+    let mut listener = Listener::new(&url);
+    let long_id = "x".repeat(7900);
+    c.execute(
+        "INSERT INTO notes (id, title) VALUES ($1, 'long'), ('short', 'kept')",
+        &[&long_id],
+    )
+    .unwrap();
+    let heard = heard_payloads(&mut listener);
+    assert_eq!(heard.len(), 2, "{heard:?}");
+    let omitted: Vec<&Value> = heard.iter().filter(|p| p["ids_omitted"] == true).collect();
+    assert_eq!(
+        omitted.len(),
+        1,
+        "one payload leaves its ids out: {heard:?}"
+    );
+    assert!(
+        omitted[0]["entity"].is_null() && omitted[0]["row_id"].is_null(),
+        "{}",
+        omitted[0]
+    );
+    assert!(omitted[0].to_string().len() < 8000);
+    assert!(
+        heard
+            .iter()
+            .any(|p| p["row_id"] == "short" && p["kind"] == "write"),
+        "{heard:?}"
+    );
+
+    c.execute("SELECT pylon_crdt_disable('notes', drop_docs => true)", &[])
+        .unwrap();
+    let heard = heard_payloads(&mut listener);
+    assert_eq!(heard.len(), 2, "a delete for each dropped doc: {heard:?}");
+    assert!(heard.iter().all(|p| p["kind"] == "delete"), "{heard:?}");
+    assert!(heard.iter().any(|p| p["row_id"] == "short"), "{heard:?}");
+    assert!(heard.iter().any(|p| p["ids_omitted"] == true), "{heard:?}");
+}
+
 /// A prepared transaction cannot NOTIFY in Postgres: its changes commit without
 /// notifications (the changes feed has them), and PREPARE is not refused.
 #[test]

@@ -115,3 +115,25 @@ UPDATE "we""ird Name" SET plain = 2;
 RESET search_path;
 SELECT n, path FROM paths_seen ORDER BY n;
 DROP TRIGGER record_path ON "we""ird Name";
+
+-- An entity name that names another role's table (whose docs it would be handed) cannot be
+-- registered for one's own table (42501), nor one whose table-less docs this role could not
+-- write; its own name can.
+DROP ROLE IF EXISTS pylon_other_owner;
+CREATE ROLE pylon_other_owner;
+GRANT CREATE ON SCHEMA public TO pylon_other_owner;
+CREATE TABLE su_notes (id text PRIMARY KEY, title text);
+SELECT pylon_crdt_apply_patch('su_notes', 'n1', '{"title":"string"}', '{"title":"the superuser''s"}') IS NOT NULL AS written;
+SELECT pylon_crdt_apply_patch('LooseDocs', 'l1', '{"title":"string"}', '{"title":"table-less"}') IS NOT NULL AS written;
+SET ROLE pylon_other_owner;
+CREATE TABLE mine (id text PRIMARY KEY, title text);
+SELECT expect_error($$SELECT pylon_crdt_enable('mine', '{"title":"string"}', entity => 'su_notes')$$);
+SELECT expect_error($$SELECT pylon_crdt_enable('mine', '{"title":"string"}', entity => 'LooseDocs')$$);
+SELECT expect_error($$SELECT pylon_crdt_enable('mine', '{"title":"string"}', entity => 'Mine')$$) AS own_name;
+SELECT pylon_crdt_disable('mine');
+DROP TABLE mine;
+RESET ROLE;
+SELECT pylon_crdt_delete('su_notes', 'n1'), pylon_crdt_delete('LooseDocs', 'l1');
+DROP TABLE su_notes;
+REVOKE CREATE ON SCHEMA public FROM pylon_other_owner;
+DROP ROLE pylon_other_owner;
