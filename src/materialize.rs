@@ -309,7 +309,8 @@ impl EntityTable {
             self.name,
             self.by_id(row, 1)
         );
-        match query_one::<JsonB>(&query, &[row.row_id.into()])?.0 {
+        // timestamptz values in UTC, as the trigger reads rows (`search_path::in_utc`).
+        match search_path::in_utc(|| query_one::<JsonB>(&query, &[row.row_id.into()]))?.0 {
             Value::Object(map) => Some(map),
             _ => None,
         }

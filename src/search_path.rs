@@ -65,6 +65,15 @@ impl Settings {
     }
 }
 
+/// Runs `f` with `TimeZone` set to UTC. Rows read as JSON (the trigger's `row_to_json`, the
+/// `to_jsonb` reads) then render `timestamptz` values in one canonical form, whatever the
+/// writer's session time zone: two sessions writing one instant write one value, not two
+/// strings that conflict as LWW values and differ for every peer.
+pub fn in_utc<R>(f: impl FnOnce() -> R) -> R {
+    let _utc = Settings::set(&[(c"TimeZone", c"UTC")]);
+    f()
+}
+
 impl Drop for Settings {
     fn drop(&mut self) {
         if !std::thread::panicking() {

@@ -28,7 +28,7 @@ use crate::doc::{self, rowpatch, BaseType, Field, FieldKind};
 use crate::error::{raise, OrRaise, RowRef};
 use crate::materialize::{columns_of, EntityTable};
 use crate::row::{self, Save};
-use crate::search_path::pinned;
+use crate::search_path::{in_utc, pinned};
 use crate::store::{self, as_owner, query_one};
 
 thread_local! {
@@ -167,18 +167,21 @@ pub fn each_row(table: &str, id_column: &str, mut f: impl FnMut(String, Map<Stri
     );
     let cursor = Spi::connect_mut(|client| client.open_cursor(&query, &[]).detach_into_name());
     loop {
-        let rows = Spi::connect_mut(|client| {
-            let mut cursor = client.find_cursor(&cursor)?;
-            let rows = cursor
-                .fetch(1000)?
-                .map(|r| Ok((r.get::<String>(1)?.unwrap_or_default(), r.get::<JsonB>(2)?)))
-                .collect::<Result<Vec<_>, pgrx::spi::Error>>()?;
-            if rows.is_empty() {
-                drop(cursor); // closes the portal
-            } else {
-                std::mem::forget(cursor); // keeps it open for the next chunk
-            }
-            Ok::<_, pgrx::spi::Error>(rows)
+        // The rows' JSON is made as they are fetched: timestamptz values in UTC.
+        let rows = in_utc(|| {
+            Spi::connect_mut(|client| {
+                let mut cursor = client.find_cursor(&cursor)?;
+                let rows = cursor
+                    .fetch(1000)?
+                    .map(|r| Ok((r.get::<String>(1)?.unwrap_or_default(), r.get::<JsonB>(2)?)))
+                    .collect::<Result<Vec<_>, pgrx::spi::Error>>()?;
+                if rows.is_empty() {
+                    drop(cursor); // closes the portal
+                } else {
+                    std::mem::forget(cursor); // keeps it open for the next chunk
+                }
+                Ok::<_, pgrx::spi::Error>(rows)
+            })
         })
         .expect("reading the table");
         if rows.is_empty() {
@@ -463,6 +466,8 @@ fn on_trigger<'a>(
         },
     );
     let rowtype = table.rowtype;
+    // Only a datetime field can live in a timestamptz column.
+    let utc = fields.iter().any(|f| f.base == BaseType::Datetime);
     let save = if table.flushes {
         Save::Batched
     } else {
@@ -482,8 +487,8 @@ fn on_trigger<'a>(
 
     match trigger.op()? {
         PgTriggerOperation::Update => {
-            let old = to_json(trigger.old().expect("UPDATE has OLD"));
-            let new = to_json(trigger.new().expect("UPDATE has NEW"));
+            let old = to_json(trigger.old().expect("UPDATE has OLD"), utc);
+            let new = to_json(trigger.new().expect("UPDATE has NEW"), utc);
             let row_id = id_of(&new);
             if id_of(&old) != row_id {
                 raise(
@@ -537,7 +542,7 @@ fn on_trigger<'a>(
             }
         }
         PgTriggerOperation::Insert => {
-            let new = to_json(trigger.new().expect("INSERT has NEW"));
+            let new = to_json(trigger.new().expect("INSERT has NEW"), utc);
             let row_id = id_of(&new);
             if ExtensionWrite::active(relid, &row_id) {
                 return Ok(None);
@@ -576,7 +581,7 @@ fn on_trigger<'a>(
             Ok(None)
         }
         PgTriggerOperation::Delete => {
-            let old = to_json(trigger.old().expect("DELETE has OLD"));
+            let old = to_json(trigger.old().expect("DELETE has OLD"), utc);
             let row_id = id_of(&old);
             let row = RowRef {
                 entity: &entity,
@@ -623,10 +628,15 @@ fn parsed_fields(spec: &Arc<Value>, entity: RowRef<'_>) -> Arc<Vec<Field>> {
 
 /// A row as JSON: Postgres' own `row_to_json`, called directly (no SPI: it runs for every
 /// row a statement writes). Its values are those `to_jsonb`, which `jsonb_populate_record`
-/// reverses, gives for every column type a field can live in.
-fn to_json<A: WhoAllocated>(tuple: PgHeapTuple<'_, A>) -> Map<String, Value> {
+/// reverses, gives for every column type a field can live in; with `utc` (the row has a
+/// datetime field), timestamptz values in UTC.
+fn to_json<A: WhoAllocated>(tuple: PgHeapTuple<'_, A>, utc: bool) -> Map<String, Value> {
     let datum = tuple.into_datum();
-    let json = unsafe { pgrx::direct_function_call::<pgrx::Json>(pg_sys::row_to_json, &[datum]) };
+    // SAFETY: `row_to_json` takes one composite datum, which `datum` is (a trigger's OLD or
+    // NEW tuple), and returns a json datum or NULL, which pgrx reads as `Json`.
+    let call =
+        || unsafe { pgrx::direct_function_call::<pgrx::Json>(pg_sys::row_to_json, &[datum]) };
+    let json = if utc { in_utc(call) } else { call() };
     match json.map(|j| j.0) {
         Some(Value::Object(map)) => map,
         _ => Map::new(),

@@ -165,13 +165,16 @@ fn differing_columns(table: &EntityTable, row: RowRef<'_>, projection: &Value) -
     let Some(current) = table.row_values(row) else {
         return vec![];
     };
-    // Normalize through the column types, as materialization would.
+    // Normalize through the column types, as materialization would, and render the result
+    // as `row_values` does (timestamptz in UTC).
     let query = format!(
         "SELECT to_jsonb(pg_catalog.jsonb_populate_record(NULL::{}, $1))",
         table.name
     );
-    let wanted =
-        crate::store::query_one::<JsonB>(&query, &[JsonB(projection.clone()).into()]).map(|j| j.0);
+    let wanted = crate::search_path::in_utc(|| {
+        crate::store::query_one::<JsonB>(&query, &[JsonB(projection.clone()).into()])
+    })
+    .map(|j| j.0);
     let Some(Value::Object(wanted)) = wanted else {
         return vec![];
     };

@@ -563,16 +563,23 @@ fn one_notification_per_committed_row_change_on_every_path() {
 
 /// A doc edited by so many peers that its version vector alone passes Postgres' payload limit
 /// still notifies: the update and the version are left out (and flagged), the ids stay.
-#[test]
-fn a_version_too_large_for_a_payload_is_left_out() {
-    let url = fresh_db("notify_large_version");
+/// A fresh database with the enabled table `notes`, and a connection to it.
+fn notes_db(name: &str) -> (String, Client) {
+    let url = fresh_db(name);
     let mut c = connect(&url);
     c.batch_execute(&format!(
         "CREATE TABLE notes (id text PRIMARY KEY, title text, body text, votes int);
-         SELECT pylon_crdt_enable('notes', '{FIELDS}');
-         INSERT INTO notes VALUES ('many', 'start', '', 0);"
+         SELECT pylon_crdt_enable('notes', '{FIELDS}');"
     ))
     .unwrap();
+    (url, c)
+}
+
+#[test]
+fn a_version_too_large_for_a_payload_is_left_out() {
+    let (url, mut c) = notes_db("notify_large_version");
+    c.batch_execute("INSERT INTO notes VALUES ('many', 'start', '', 0)")
+        .unwrap();
     // 1,000 peers, one increment each, merged into one update.
     let snapshot: Vec<u8> = c
         .query_one("SELECT pylon_crdt_snapshot('notes', 'many')", &[])
@@ -643,13 +650,7 @@ fn heard_payloads(listener: &mut Listener) -> Vec<Value> {
 /// `delete` for every doc it drops.
 #[test]
 fn long_row_ids_are_left_out_and_dropped_docs_are_announced() {
-    let url = fresh_db("notify_ids");
-    let mut c = connect(&url);
-    c.batch_execute(&format!(
-        "CREATE TABLE notes (id text PRIMARY KEY, title text, body text, votes int);
-         SELECT pylon_crdt_enable('notes', '{FIELDS}');"
-    ))
-    .unwrap();
+    let (url, mut c) = notes_db("notify_ids");
     let mut listener = Listener::new(&url);
     let long_id = "x".repeat(7900);
     c.execute(
@@ -721,13 +722,7 @@ fn prepared_transactions_commit_without_notifying() {
             .batch_execute("ROLLBACK PREPARED 'notify_p'")
             .unwrap();
     }
-    let url = fresh_db("notify_prepared");
-    let mut c = connect(&url);
-    c.batch_execute(&format!(
-        "CREATE TABLE notes (id text PRIMARY KEY, title text, body text, votes int);
-         SELECT pylon_crdt_enable('notes', '{FIELDS}');"
-    ))
-    .unwrap();
+    let (url, mut c) = notes_db("notify_prepared");
     let mut listener = Listener::new(&url);
     c.batch_execute(
         "BEGIN; INSERT INTO notes VALUES ('p', 'prepared', '', 1); PREPARE TRANSACTION 'notify_p';",

@@ -44,6 +44,16 @@ c2	Copied two	4	\N
 SELECT id, title, votes, done, due FROM "Task List" ORDER BY id;
 SELECT id, pylon_crdt_project('Task', id) ->> 'votes' AS doc_votes, pylon_crdt_project('Task', id) ->> 'due' AS doc_due
   FROM "Task List" ORDER BY id;
+-- A timestamptz column's value is kept in one canonical form, UTC, whatever the writing
+-- session's TimeZone (here PST8PDT, pg_regress's): the same instant written from another zone
+-- and from UTC is the same value, and the column holds that instant.
+SET TimeZone = 'Asia/Kolkata';
+UPDATE "Task List" SET due = '2026-12-02 10:00:00+00' WHERE id = 't2';
+SET TimeZone = 'UTC';
+UPDATE "Task List" SET due = '2026-12-02 10:00:00+00' WHERE id = 't3';
+RESET TimeZone;
+SELECT id, pylon_crdt_project('Task', id) ->> 'due' AS doc_due, due = '2026-12-02 10:00:00+00' AS column_holds_the_instant
+  FROM "Task List" WHERE id IN ('t2', 't3') ORDER BY id;
 
 -- The function path on a registered table: no trigger recursion (the counter moves once).
 SELECT pylon_crdt_apply_patch('Task', 't3', '{"votes":{"increment":1},"title":"Third!"}');
